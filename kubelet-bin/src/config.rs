@@ -1,0 +1,1424 @@
+//! The KubeletConfiguration file (`kubelet.config.k8s.io/v1beta1`), its merge with the flags
+//! and the validation of the result.
+//!
+//! Precedence is the reference's: flags > config file > defaults. Decoding is strict, as the
+//! reference's strict decoder: a field this kubelet does not know is an error naming the field
+//! and the file, and a field the reference has but this kubelet does not implement is an error
+//! saying so, so that nobody believes a setting took effect when it did not.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::duration::{DurationError, parse_duration};
+use crate::flags::Flags;
+
+/// The only config API version this kubelet reads.
+pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
+/// The config kind.
+pub const KIND: &str = "KubeletConfiguration";
+
+/// Default CRI endpoint (containerd's).
+pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+/// Default state directory.
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/kubelet";
+/// Default root of the pod log directories.
+pub const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
+/// Default healthz address.
+pub const DEFAULT_HEALTHZ_BIND_ADDRESS: &str = "127.0.0.1";
+/// Default healthz port.
+pub const DEFAULT_HEALTHZ_PORT: u16 = 10248;
+/// Default runtime request timeout.
+pub const DEFAULT_RUNTIME_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default static directory rescan period.
+pub const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
+/// Default manifest URL fetch period.
+pub const DEFAULT_HTTP_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
+/// Default period of full pod syncs.
+pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
+/// Default node status computation period.
+pub const DEFAULT_NODE_STATUS_UPDATE_FREQUENCY: Duration = Duration::from_secs(10);
+/// Default node status report period when nodeStatusUpdateFrequency is not set.
+pub const DEFAULT_NODE_STATUS_REPORT_FREQUENCY: Duration = Duration::from_secs(300);
+/// Default maximum number of pods.
+pub const DEFAULT_MAX_PODS: u32 = 110;
+/// Default address of the kubelet server.
+pub const DEFAULT_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+/// Default port of the kubelet server.
+pub const DEFAULT_PORT: u16 = 10250;
+
+/// Fields of the reference's KubeletConfiguration that this kubelet does not implement.
+/// Setting one is an error rather than a silent no-op.
+const UNSUPPORTED_FIELDS: &[&str] = &[
+    "allowedUnsafeSysctls",
+    "authentication",
+    "authorization",
+    "configMapAndSecretChangeDetectionStrategy",
+    "containerLogMaxFiles",
+    "containerLogMaxSize",
+    "containerLogMaxWorkers",
+    "containerLogMonitorInterval",
+    "contentType",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "cpuManagerPolicy",
+    "cpuManagerPolicyOptions",
+    "cpuManagerReconcilePeriod",
+    "crashLoopBackOff",
+    "cgroupsPerQOS",
+    "enableContentionProfiling",
+    "enableControllerAttachDetach",
+    "enableDebugFlagsHandler",
+    "enableDebuggingHandlers",
+    "enableProfilingHandler",
+    "enableServer",
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
+    "enforceNodeAllocatable",
+    "eventBurst",
+    "eventRecordQPS",
+    "evictionHard",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "evictionPressureTransitionPeriod",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "failCgroupV1",
+    "failSwapOn",
+    "featureGates",
+    "hairpinMode",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "imageMaximumGCAge",
+    "imageMinimumGCAge",
+    "imagePullCredentialsVerificationPolicy",
+    "imageServiceEndpoint",
+    "iptablesDropBit",
+    "iptablesMasqueradeBit",
+    "kernelMemcgNotification",
+    "kubeAPIBurst",
+    "kubeAPIQPS",
+    "kubeReserved",
+    "kubeReservedCgroup",
+    "kubeletCgroups",
+    "localStorageCapacityIsolation",
+    "logging",
+    "makeIPTablesUtilChains",
+    "maxOpenFiles",
+    "maxParallelImagePulls",
+    "memoryManagerPolicy",
+    "memorySwap",
+    "memoryThrottlingFactor",
+    "mergeDefaultEvictionSettings",
+    "nodeLeaseDurationSeconds",
+    "nodeStatusMaxImages",
+    "oomScoreAdj",
+    "podCIDR",
+    "podPidsLimit",
+    "podsPerCore",
+    "preloadedImagesVerificationAllowlist",
+    "protectKernelDefaults",
+    "providerID",
+    "qosReserved",
+    "registerWithTaints",
+    "registryBurst",
+    "registryPullQPS",
+    "reservedMemory",
+    "reservedSystemCPUs",
+    "resolvConf",
+    "rotateCertificates",
+    "runOnce",
+    "seccompDefault",
+    "serializeImagePulls",
+    "serverTLSBootstrap",
+    "showHiddenMetricsForVersion",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodByPodPriority",
+    "shutdownGracePeriodCriticalPods",
+    "singleProcessOOMKill",
+    "streamingConnectionIdleTimeout",
+    "systemCgroups",
+    "systemReserved",
+    "systemReservedCgroup",
+    "tlsCertFile",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "tlsPrivateKeyFile",
+    "topologyManagerPolicy",
+    "topologyManagerPolicyOptions",
+    "topologyManagerScope",
+    "tracing",
+    "userNamespaces",
+    "volumePluginDir",
+    "volumeStatsAggPeriod",
+];
+
+/// What went wrong reading the config file or validating the merged settings.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML or JSON, or not a mapping at the top.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// `apiVersion` or `kind` is missing or not the KubeletConfiguration's.
+    #[error("config file {path}: {message}")]
+    WrongType {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A field neither this kubelet nor the reference knows.
+    #[error("config file {path}: unknown field {field:?}")]
+    UnknownField {
+        /// The file.
+        path: PathBuf,
+        /// The field as written.
+        field: String,
+    },
+    /// A field of the reference's KubeletConfiguration that this kubelet does not implement.
+    #[error("config file {path}: field {field:?} is not supported by this kubelet")]
+    UnsupportedField {
+        /// The file.
+        path: PathBuf,
+        /// The field as written.
+        field: String,
+    },
+    /// A value that does not fit its field's type or rules. `origin` names the flag, or the
+    /// field and the file.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the value came from.
+        origin: Origin,
+        /// What is wrong.
+        message: String,
+    },
+    /// The node name could not be determined.
+    #[error("node name: {0}")]
+    NodeName(String),
+}
+
+/// Where a setting's value came from, for messages that point at the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag (`--sync-frequency`).
+    Flag(&'static str),
+    /// A field of the config file.
+    File {
+        /// The field (`syncFrequency`).
+        field: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The built-in default.
+    Default(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+            Self::File { field, path } => {
+                write!(f, "field {field:?} in config file {}", path.display())
+            }
+            Self::Default(field) => write!(f, "default {field}"),
+        }
+    }
+}
+
+/// The fields of the KubeletConfiguration this kubelet implements, as written in the file.
+/// Durations stay strings here: they are parsed during validation so that their errors name
+/// the field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletConfigurationFile {
+    /// Must be [`API_VERSION`].
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// Must be [`KIND`].
+    pub kind: String,
+    /// Directory of static pod manifests.
+    #[serde(rename = "staticPodPath")]
+    pub static_pod_path: Option<String>,
+    /// URL of static pod manifests.
+    #[serde(rename = "staticPodURL")]
+    pub static_pod_url: Option<String>,
+    /// HTTP headers for the manifest URL.
+    #[serde(rename = "staticPodURLHeader")]
+    pub static_pod_url_header: Option<BTreeMap<String, Vec<String>>>,
+    /// The CRI endpoint.
+    #[serde(rename = "containerRuntimeEndpoint")]
+    pub container_runtime_endpoint: Option<String>,
+    /// Static directory rescan period.
+    #[serde(rename = "fileCheckFrequency")]
+    pub file_check_frequency: Option<String>,
+    /// Manifest URL fetch period.
+    #[serde(rename = "httpCheckFrequency")]
+    pub http_check_frequency: Option<String>,
+    /// Full pod sync period.
+    #[serde(rename = "syncFrequency")]
+    pub sync_frequency: Option<String>,
+    /// Timeout of runtime calls.
+    #[serde(rename = "runtimeRequestTimeout")]
+    pub runtime_request_timeout: Option<String>,
+    /// Node status computation period.
+    #[serde(rename = "nodeStatusUpdateFrequency")]
+    pub node_status_update_frequency: Option<String>,
+    /// Node status report period.
+    #[serde(rename = "nodeStatusReportFrequency")]
+    pub node_status_report_frequency: Option<String>,
+    /// Healthz server address.
+    #[serde(rename = "healthzBindAddress")]
+    pub healthz_bind_address: Option<String>,
+    /// Healthz server port (0 disables).
+    #[serde(rename = "healthzPort")]
+    pub healthz_port: Option<i32>,
+    /// Root of the pod log directories.
+    #[serde(rename = "podLogsDir")]
+    pub pod_logs_dir: Option<String>,
+    /// Parent cgroup of the pods' QoS cgroups.
+    #[serde(rename = "cgroupRoot")]
+    pub cgroup_root: Option<String>,
+    /// Cgroup driver (`cgroupfs` only).
+    #[serde(rename = "cgroupDriver")]
+    pub cgroup_driver: Option<String>,
+    /// Cluster DNS servers.
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Option<Vec<String>>,
+    /// Cluster domain.
+    #[serde(rename = "clusterDomain")]
+    pub cluster_domain: Option<String>,
+    /// Maximum number of pods.
+    #[serde(rename = "maxPods")]
+    pub max_pods: Option<i32>,
+    /// Address of the kubelet server.
+    pub address: Option<String>,
+    /// Port of the kubelet server.
+    pub port: Option<i32>,
+    /// Port of the read-only kubelet server (0 disables).
+    #[serde(rename = "readOnlyPort")]
+    pub read_only_port: Option<i32>,
+    /// Whether to register the node with the API server.
+    #[serde(rename = "registerNode")]
+    pub register_node: Option<bool>,
+}
+
+/// A config file as read: its path and its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its fields.
+    pub fields: KubeletConfigurationFile,
+}
+
+impl ConfigFile {
+    /// Read and strictly decode a KubeletConfiguration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Strictly decode a KubeletConfiguration document; `path` is for messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        // JSON is YAML too, but serde_json's messages are better for JSON files.
+        let document: serde_json::Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| syntax(format!("invalid JSON: {e}")))?
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| syntax(format!("invalid YAML: {e}")))?
+        };
+        let serde_json::Value::Object(map) = &document else {
+            return Err(syntax(
+                "expected a KubeletConfiguration mapping at the top".to_string(),
+            ));
+        };
+
+        let wrong_type = |message: String| ConfigError::WrongType {
+            path: path.to_path_buf(),
+            message,
+        };
+        match map.get("apiVersion") {
+            Some(serde_json::Value::String(v)) if v == API_VERSION => {}
+            Some(other) => {
+                return Err(wrong_type(format!(
+                    "apiVersion {other} is not supported: expected {API_VERSION:?}"
+                )));
+            }
+            None => {
+                return Err(wrong_type(format!(
+                    "apiVersion is missing: expected {API_VERSION:?}"
+                )));
+            }
+        }
+        match map.get("kind") {
+            Some(serde_json::Value::String(k)) if k == KIND => {}
+            Some(other) => {
+                return Err(wrong_type(format!(
+                    "kind {other} is not supported: expected {KIND:?}"
+                )));
+            }
+            None => return Err(wrong_type(format!("kind is missing: expected {KIND:?}"))),
+        }
+        for key in map.keys() {
+            if UNSUPPORTED_FIELDS.contains(&key.as_str()) {
+                return Err(ConfigError::UnsupportedField {
+                    path: path.to_path_buf(),
+                    field: key.clone(),
+                });
+            }
+        }
+
+        let fields: KubeletConfigurationFile =
+            serde_path_to_error::deserialize(document).map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                // serde's own wording is `unknown field `x`, expected one of ...`: turn it into
+                // ours, which names the file and keeps the list out.
+                if let Some(rest) = inner.strip_prefix("unknown field `") {
+                    let name = rest.split('`').next().unwrap_or(rest).to_string();
+                    return ConfigError::UnknownField {
+                        path: path.to_path_buf(),
+                        field: name,
+                    };
+                }
+                ConfigError::Invalid {
+                    origin: Origin::File {
+                        field,
+                        path: path.to_path_buf(),
+                    },
+                    message: inner,
+                }
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            fields,
+        })
+    }
+
+    fn origin(&self, field: &str) -> Origin {
+        Origin::File {
+            field: field.to_string(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// The cgroup driver. Only cgroupfs is implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    /// Cgroups managed through the cgroup filesystem.
+    Cgroupfs,
+}
+
+/// The daemon's settings after merging flags, file and defaults, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The node's name (lowercase).
+    pub node_name: String,
+    /// The kubelet's state directory.
+    pub root_dir: PathBuf,
+    /// Directory of static pod manifests, if any.
+    pub static_pod_path: Option<PathBuf>,
+    /// URL of static pod manifests, if any.
+    pub static_pod_url: Option<String>,
+    /// Headers sent with manifest URL requests.
+    pub static_pod_url_header: BTreeMap<String, Vec<String>>,
+    /// The CRI endpoint, always as `unix:///absolute/path`.
+    pub container_runtime_endpoint: String,
+    /// Timeout of runtime calls.
+    pub runtime_request_timeout: Duration,
+    /// Static directory rescan period.
+    pub file_check_frequency: Duration,
+    /// Manifest URL fetch period.
+    pub http_check_frequency: Duration,
+    /// Full pod sync period.
+    pub sync_frequency: Duration,
+    /// Where the healthz server listens; `None` when healthzPort is 0.
+    pub healthz: Option<SocketAddr>,
+    /// Root of the pod log directories.
+    pub pod_logs_dir: PathBuf,
+    /// The kubelet's cgroupRoot (`/` when not set): the pods' `kubepods` cgroup goes below.
+    pub cgroup_root: String,
+    /// The cgroup driver.
+    pub cgroup_driver: CgroupDriver,
+    /// Cluster DNS servers.
+    pub cluster_dns: Vec<IpAddr>,
+    /// Cluster domain (may be empty).
+    pub cluster_domain: String,
+    /// Node IPs given by `--node-ip` (empty: detect).
+    pub node_ips: Vec<IpAddr>,
+    /// Maximum number of pods.
+    pub max_pods: u32,
+    /// Address of the kubelet server.
+    pub address: IpAddr,
+    /// Port of the kubelet server.
+    pub port: u16,
+    /// Port of the read-only server (0: disabled).
+    pub read_only_port: u16,
+    /// Node status computation period.
+    pub node_status_update_frequency: Duration,
+    /// Node status report period.
+    pub node_status_report_frequency: Duration,
+    /// Whether to register the node with an API server.
+    pub register_node: bool,
+    /// Fields given in the file that are accepted and validated but have no effect yet in
+    /// this daemon (no 10250 server, no API server); the daemon warns about them.
+    pub inert_fields: Vec<&'static str>,
+}
+
+impl Settings {
+    /// Merge flags over the file over the defaults and validate. `hostname` gives the
+    /// machine's hostname, used as the node name unless `--hostname-override` is given.
+    pub fn resolve(
+        flags: &Flags,
+        file: Option<&ConfigFile>,
+        hostname: impl FnOnce() -> std::io::Result<String>,
+    ) -> Result<Self, ConfigError> {
+        let empty = KubeletConfigurationFile::default();
+        let f = file.map_or(&empty, |c| &c.fields);
+        let file_origin = |field: &str| {
+            file.map(|c| c.origin(field))
+                .unwrap_or(Origin::Default("(no config file)"))
+        };
+
+        // Pick the flag if given, else the file's value, else the default, with the origin
+        // of the winner for messages.
+        fn pick<T: Clone>(
+            flag: Option<T>,
+            flag_name: &'static str,
+            file_value: Option<T>,
+            field: &str,
+            file_origin: &dyn Fn(&str) -> Origin,
+        ) -> Option<(T, Origin)> {
+            match (flag, file_value) {
+                (Some(v), _) => Some((v, Origin::Flag(flag_name))),
+                (None, Some(v)) => Some((v, file_origin(field))),
+                (None, None) => None,
+            }
+        }
+
+        let duration = |flag: Option<Duration>,
+                        flag_name: &'static str,
+                        file_value: &Option<String>,
+                        field: &'static str,
+                        default: Duration,
+                        positive: bool|
+         -> Result<Duration, ConfigError> {
+            let (value, origin) = match (flag, file_value) {
+                (Some(v), _) => (v, Origin::Flag(flag_name)),
+                (None, Some(text)) => {
+                    let origin = file_origin(field);
+                    let value =
+                        parse_duration(text).map_err(|e: DurationError| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            message: e.to_string(),
+                        })?;
+                    (value, origin)
+                }
+                (None, None) => (default, Origin::Default(field)),
+            };
+            if positive && value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    origin,
+                    message: "must be greater than zero".to_string(),
+                });
+            }
+            Ok(value)
+        };
+
+        let node_name = node_name(flags.hostname_override.as_deref(), hostname)?;
+
+        let root_dir = flags
+            .root_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_DIR));
+        if !root_dir.is_absolute() {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Flag("--root-dir"),
+                message: format!("{} is not an absolute path", root_dir.display()),
+            });
+        }
+
+        let static_pod_path = match pick(
+            flags
+                .pod_manifest_path
+                .clone()
+                .map(|p| p.to_string_lossy().into_owned()),
+            "--pod-manifest-path",
+            f.static_pod_path.clone(),
+            "staticPodPath",
+            &file_origin,
+        ) {
+            Some((path, _)) if path.is_empty() => None,
+            Some((path, origin)) => {
+                let path = PathBuf::from(path);
+                if !path.is_absolute() {
+                    return Err(ConfigError::Invalid {
+                        origin,
+                        message: format!("{} is not an absolute path", path.display()),
+                    });
+                }
+                Some(path)
+            }
+            None => None,
+        };
+
+        let static_pod_url = match pick(
+            flags.manifest_url.clone(),
+            "--manifest-url",
+            f.static_pod_url.clone(),
+            "staticPodURL",
+            &file_origin,
+        ) {
+            Some((url, _)) if url.is_empty() => None,
+            Some((url, origin)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        origin,
+                        message: format!("{url:?} is not an http:// or https:// URL"),
+                    });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+
+        let static_pod_url_header = if flags.manifest_url_header.is_empty() {
+            f.static_pod_url_header.clone().unwrap_or_default()
+        } else {
+            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (key, value) in flags.manifest_url_header.iter().flatten() {
+                headers.entry(key.clone()).or_default().push(value.clone());
+            }
+            headers
+        };
+
+        let (endpoint, endpoint_origin) = pick(
+            flags.container_runtime_endpoint.clone(),
+            "--container-runtime-endpoint",
+            f.container_runtime_endpoint.clone(),
+            "containerRuntimeEndpoint",
+            &file_origin,
+        )
+        .unwrap_or_else(|| {
+            (
+                DEFAULT_RUNTIME_ENDPOINT.to_string(),
+                Origin::Default("containerRuntimeEndpoint"),
+            )
+        });
+        let container_runtime_endpoint =
+            normalize_endpoint(&endpoint).map_err(|message| ConfigError::Invalid {
+                origin: endpoint_origin,
+                message,
+            })?;
+
+        let runtime_request_timeout = duration(
+            flags.runtime_request_timeout,
+            "--runtime-request-timeout",
+            &f.runtime_request_timeout,
+            "runtimeRequestTimeout",
+            DEFAULT_RUNTIME_REQUEST_TIMEOUT,
+            true,
+        )?;
+        let file_check_frequency = duration(
+            flags.file_check_frequency,
+            "--file-check-frequency",
+            &f.file_check_frequency,
+            "fileCheckFrequency",
+            DEFAULT_FILE_CHECK_FREQUENCY,
+            true,
+        )?;
+        let http_check_frequency = duration(
+            flags.http_check_frequency,
+            "--http-check-frequency",
+            &f.http_check_frequency,
+            "httpCheckFrequency",
+            DEFAULT_HTTP_CHECK_FREQUENCY,
+            true,
+        )?;
+        let sync_frequency = duration(
+            flags.sync_frequency,
+            "--sync-frequency",
+            &f.sync_frequency,
+            "syncFrequency",
+            DEFAULT_SYNC_FREQUENCY,
+            true,
+        )?;
+        let node_status_update_frequency = duration(
+            None,
+            "",
+            &f.node_status_update_frequency,
+            "nodeStatusUpdateFrequency",
+            DEFAULT_NODE_STATUS_UPDATE_FREQUENCY,
+            true,
+        )?;
+        // The reference's backward compatibility: an explicit update frequency is also the
+        // report frequency unless that is set too.
+        let report_default = if f.node_status_update_frequency.is_some() {
+            node_status_update_frequency
+        } else {
+            DEFAULT_NODE_STATUS_REPORT_FREQUENCY
+        };
+        let node_status_report_frequency = duration(
+            None,
+            "",
+            &f.node_status_report_frequency,
+            "nodeStatusReportFrequency",
+            report_default,
+            true,
+        )?;
+
+        let (bind, bind_origin) = pick(
+            flags.healthz_bind_address.clone(),
+            "--healthz-bind-address",
+            f.healthz_bind_address.clone(),
+            "healthzBindAddress",
+            &file_origin,
+        )
+        .unwrap_or_else(|| {
+            (
+                DEFAULT_HEALTHZ_BIND_ADDRESS.to_string(),
+                Origin::Default("healthzBindAddress"),
+            )
+        });
+        let bind: IpAddr = parse_ip(&bind, bind_origin)?;
+        let (healthz_port, port_origin) = pick(
+            flags.healthz_port,
+            "--healthz-port",
+            f.healthz_port,
+            "healthzPort",
+            &file_origin,
+        )
+        .unwrap_or((
+            i32::from(DEFAULT_HEALTHZ_PORT),
+            Origin::Default("healthzPort"),
+        ));
+        let healthz_port = port(healthz_port, true, port_origin)?;
+        let healthz = (healthz_port != 0).then(|| SocketAddr::new(bind, healthz_port));
+
+        let pod_logs_dir = match &f.pod_logs_dir {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_absolute() || !is_normalized(&dir) {
+                    return Err(ConfigError::Invalid {
+                        origin: file_origin("podLogsDir"),
+                        message: format!("{} must be an absolute, normalized path", dir.display()),
+                    });
+                }
+                dir
+            }
+            None => PathBuf::from(DEFAULT_POD_LOGS_DIR),
+        };
+
+        let cgroup_root = match pick(
+            flags.cgroup_root.clone(),
+            "--cgroup-root",
+            f.cgroup_root.clone(),
+            "cgroupRoot",
+            &file_origin,
+        ) {
+            Some((root, _)) if root.is_empty() => "/".to_string(),
+            Some((root, origin)) => {
+                if !root.starts_with('/') || !is_normalized(Path::new(&root)) {
+                    return Err(ConfigError::Invalid {
+                        origin,
+                        message: format!("{root:?} must be an absolute, normalized cgroup path"),
+                    });
+                }
+                root
+            }
+            None => "/".to_string(),
+        };
+
+        let cgroup_driver = match pick(
+            flags.cgroup_driver.clone(),
+            "--cgroup-driver",
+            f.cgroup_driver.clone(),
+            "cgroupDriver",
+            &file_origin,
+        ) {
+            None => CgroupDriver::Cgroupfs,
+            Some((driver, _)) if driver == "cgroupfs" => CgroupDriver::Cgroupfs,
+            Some((driver, origin)) if driver == "systemd" => {
+                return Err(ConfigError::Invalid {
+                    origin,
+                    message: "cgroup driver \"systemd\" is not supported by this kubelet: only \
+                              \"cgroupfs\" is; use cgroupfs here and in the container runtime \
+                              (containerd: SystemdCgroup = false)"
+                        .to_string(),
+                });
+            }
+            Some((driver, origin)) => {
+                return Err(ConfigError::Invalid {
+                    origin,
+                    message: format!("unknown cgroup driver {driver:?}: expected \"cgroupfs\""),
+                });
+            }
+        };
+
+        let cluster_dns = match pick(
+            (!flags.cluster_dns.is_empty()).then(|| flags.cluster_dns.clone()),
+            "--cluster-dns",
+            f.cluster_dns.clone(),
+            "clusterDNS",
+            &file_origin,
+        ) {
+            Some((list, origin)) => list
+                .iter()
+                .map(|ip| parse_ip(ip.trim(), origin.clone()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+
+        let cluster_domain = pick(
+            flags.cluster_domain.clone(),
+            "--cluster-domain",
+            f.cluster_domain.clone(),
+            "clusterDomain",
+            &file_origin,
+        )
+        .map(|(domain, _)| domain.trim_end_matches('.').to_string())
+        .unwrap_or_default();
+
+        let node_ips = flags
+            .node_ip
+            .iter()
+            .map(|ip| parse_ip(ip.trim(), Origin::Flag("--node-ip")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if node_ips.len() > 2
+            || (node_ips.len() == 2 && node_ips[0].is_ipv4() == node_ips[1].is_ipv4())
+        {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Flag("--node-ip"),
+                message: "at most one IPv4 and one IPv6 address may be given".to_string(),
+            });
+        }
+
+        let max_pods = match f.max_pods {
+            Some(n) => u32::try_from(n).map_err(|_| ConfigError::Invalid {
+                origin: file_origin("maxPods"),
+                message: format!("{n} must not be negative"),
+            })?,
+            None => DEFAULT_MAX_PODS,
+        };
+        let address = match &f.address {
+            Some(a) => parse_ip(a, file_origin("address"))?,
+            None => DEFAULT_ADDRESS,
+        };
+        let port_value = match f.port {
+            Some(p) => port(p, false, file_origin("port"))?,
+            None => DEFAULT_PORT,
+        };
+        let read_only_port = match f.read_only_port {
+            Some(p) => port(p, true, file_origin("readOnlyPort"))?,
+            None => 0,
+        };
+
+        Ok(Self {
+            node_name,
+            root_dir,
+            static_pod_path,
+            static_pod_url,
+            static_pod_url_header,
+            container_runtime_endpoint,
+            runtime_request_timeout,
+            file_check_frequency,
+            http_check_frequency,
+            sync_frequency,
+            healthz,
+            pod_logs_dir,
+            cgroup_root,
+            cgroup_driver,
+            cluster_dns,
+            cluster_domain,
+            node_ips,
+            max_pods,
+            address,
+            port: port_value,
+            read_only_port,
+            node_status_update_frequency,
+            node_status_report_frequency,
+            register_node: f.register_node.unwrap_or(true),
+            inert_fields: [
+                ("maxPods", f.max_pods.is_some()),
+                ("address", f.address.is_some()),
+                ("port", f.port.is_some()),
+                ("readOnlyPort", f.read_only_port.is_some()),
+                (
+                    "nodeStatusUpdateFrequency",
+                    f.node_status_update_frequency.is_some(),
+                ),
+                (
+                    "nodeStatusReportFrequency",
+                    f.node_status_report_frequency.is_some(),
+                ),
+                ("registerNode", f.register_node.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(field, given)| given.then_some(field))
+            .collect(),
+        })
+    }
+
+    /// The pods' top cgroup: `kubepods` below cgroupRoot, as the reference places it.
+    pub fn pods_cgroup(&self) -> String {
+        if self.cgroup_root == "/" {
+            "/kubepods".to_string()
+        } else {
+            format!("{}/kubepods", self.cgroup_root.trim_end_matches('/'))
+        }
+    }
+}
+
+/// The node name as the reference derives it: the override if given, else the machine's
+/// hostname; trimmed and lowercased.
+pub fn node_name(
+    hostname_override: Option<&str>,
+    hostname: impl FnOnce() -> std::io::Result<String>,
+) -> Result<String, ConfigError> {
+    let name = match hostname_override.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(name) => name.to_string(),
+        None => hostname()
+            .map_err(|e| ConfigError::NodeName(format!("cannot read the hostname: {e}")))?,
+    };
+    let name = name.trim().to_lowercase();
+    if name.is_empty() {
+        return Err(ConfigError::NodeName(
+            "the hostname is empty; give --hostname-override".to_string(),
+        ));
+    }
+    Ok(name)
+}
+
+/// `unix:///abs/path` stays; a bare absolute path becomes `unix://` + path (the reference
+/// accepts it with a deprecation warning); any other scheme is refused.
+fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
+    let path = if let Some(path) = endpoint.strip_prefix("unix://") {
+        path
+    } else if endpoint.starts_with('/') {
+        tracing::warn!(
+            endpoint,
+            "a container runtime endpoint without a scheme is deprecated; use unix://{endpoint}"
+        );
+        endpoint
+    } else if let Some((scheme, _)) = endpoint.split_once("://") {
+        return Err(format!(
+            "endpoint {endpoint:?} has scheme {scheme:?}: only unix:// endpoints are supported"
+        ));
+    } else {
+        return Err(format!(
+            "endpoint {endpoint:?} is neither unix:///absolute/path nor an absolute path"
+        ));
+    };
+    if !path.starts_with('/') {
+        return Err(format!(
+            "endpoint {endpoint:?}: the socket path must be absolute (unix:///path)"
+        ));
+    }
+    Ok(format!("unix://{path}"))
+}
+
+fn parse_ip(text: &str, origin: Origin) -> Result<IpAddr, ConfigError> {
+    text.parse().map_err(|_| ConfigError::Invalid {
+        origin,
+        message: format!("{text:?} is not an IP address"),
+    })
+}
+
+fn port(value: i32, zero_disables: bool, origin: Origin) -> Result<u16, ConfigError> {
+    match u16::try_from(value) {
+        Ok(0) if zero_disables => Ok(0),
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(ConfigError::Invalid {
+            origin,
+            message: if zero_disables {
+                format!("{value} must be between 1 and 65535 inclusive, or 0 to disable")
+            } else {
+                format!("{value} must be between 1 and 65535 inclusive")
+            },
+        }),
+    }
+}
+
+fn is_normalized(path: &Path) -> bool {
+    path.components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !path.to_string_lossy().contains("//")
+        && (path == Path::new("/") || !path.to_string_lossy().ends_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    const FULL: &str = r#"
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: /etc/kubernetes/manifests
+staticPodURL: https://config.example/pods
+staticPodURLHeader:
+  Authorization: ["Bearer abc"]
+  X-Node: [a, b]
+containerRuntimeEndpoint: unix:///run/crio/crio.sock
+fileCheckFrequency: 10s
+httpCheckFrequency: 1m30s
+syncFrequency: 30s
+runtimeRequestTimeout: 5m
+healthzBindAddress: 0.0.0.0
+healthzPort: 10300
+podLogsDir: /data/pod-logs
+cgroupRoot: /edge
+cgroupDriver: cgroupfs
+clusterDNS: [10.96.0.10]
+clusterDomain: cluster.local
+maxPods: 50
+address: 127.0.0.1
+port: 10260
+readOnlyPort: 10255
+nodeStatusUpdateFrequency: 20s
+registerNode: false
+"#;
+
+    fn path() -> PathBuf {
+        PathBuf::from("/etc/kubelet/config.yaml")
+    }
+
+    fn file(text: &str) -> Result<ConfigFile, ConfigError> {
+        ConfigFile::parse(&path(), text)
+    }
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("kubelet").chain(args.iter().copied())).unwrap()
+    }
+
+    fn resolve(args: &[&str], text: Option<&str>) -> Result<Settings, ConfigError> {
+        let file = text.map(file).transpose()?;
+        Settings::resolve(&flags(args), file.as_ref(), || {
+            Ok("Node-A.example".to_string())
+        })
+    }
+
+    fn header(kind: &str) -> String {
+        format!("apiVersion: {API_VERSION}\nkind: {kind}\n")
+    }
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let s = resolve(&[], None).unwrap();
+        assert_eq!(s.node_name, "node-a.example");
+        assert_eq!(s.root_dir, PathBuf::from("/var/lib/kubelet"));
+        assert_eq!(s.static_pod_path, None);
+        assert_eq!(s.static_pod_url, None);
+        assert_eq!(s.container_runtime_endpoint, DEFAULT_RUNTIME_ENDPOINT);
+        assert_eq!(s.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(s.file_check_frequency, Duration::from_secs(20));
+        assert_eq!(s.http_check_frequency, Duration::from_secs(20));
+        assert_eq!(s.sync_frequency, Duration::from_secs(60));
+        assert_eq!(s.healthz, Some("127.0.0.1:10248".parse().unwrap()));
+        assert_eq!(s.pod_logs_dir, PathBuf::from("/var/log/pods"));
+        assert_eq!(s.cgroup_root, "/");
+        assert_eq!(s.pods_cgroup(), "/kubepods");
+        assert_eq!(s.cgroup_driver, CgroupDriver::Cgroupfs);
+        assert!(s.cluster_dns.is_empty());
+        assert_eq!(s.cluster_domain, "");
+        assert_eq!(s.max_pods, 110);
+        assert_eq!(s.port, 10250);
+        assert_eq!(s.read_only_port, 0);
+        assert_eq!(s.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(s.node_status_report_frequency, Duration::from_secs(300));
+        assert!(s.register_node);
+        assert!(s.inert_fields.is_empty());
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let s = resolve(&[], Some(FULL)).unwrap();
+        assert_eq!(
+            s.static_pod_path,
+            Some(PathBuf::from("/etc/kubernetes/manifests"))
+        );
+        assert_eq!(
+            s.static_pod_url.as_deref(),
+            Some("https://config.example/pods")
+        );
+        assert_eq!(s.static_pod_url_header["Authorization"], ["Bearer abc"]);
+        assert_eq!(s.static_pod_url_header["X-Node"], ["a", "b"]);
+        assert_eq!(s.container_runtime_endpoint, "unix:///run/crio/crio.sock");
+        assert_eq!(s.file_check_frequency, Duration::from_secs(10));
+        assert_eq!(s.http_check_frequency, Duration::from_secs(90));
+        assert_eq!(s.sync_frequency, Duration::from_secs(30));
+        assert_eq!(s.runtime_request_timeout, Duration::from_secs(300));
+        assert_eq!(s.healthz, Some("0.0.0.0:10300".parse().unwrap()));
+        assert_eq!(s.pod_logs_dir, PathBuf::from("/data/pod-logs"));
+        assert_eq!(s.pods_cgroup(), "/edge/kubepods");
+        assert_eq!(s.cluster_dns, ["10.96.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(s.cluster_domain, "cluster.local");
+        assert_eq!(s.max_pods, 50);
+        assert_eq!(s.address, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.port, 10260);
+        assert_eq!(s.read_only_port, 10255);
+        // An explicit update frequency is the report frequency too.
+        assert_eq!(s.node_status_update_frequency, Duration::from_secs(20));
+        assert_eq!(s.node_status_report_frequency, Duration::from_secs(20));
+        assert!(!s.register_node);
+        assert_eq!(
+            s.inert_fields,
+            [
+                "maxPods",
+                "address",
+                "port",
+                "readOnlyPort",
+                "nodeStatusUpdateFrequency",
+                "registerNode"
+            ]
+        );
+    }
+
+    #[test]
+    fn json_files_are_read() {
+        let text = format!(
+            r#"{{"apiVersion": "{API_VERSION}", "kind": "KubeletConfiguration",
+                "syncFrequency": "45s", "clusterDNS": ["10.0.0.10", "fd00::10"]}}"#
+        );
+        let s = resolve(&[], Some(&text)).unwrap();
+        assert_eq!(s.sync_frequency, Duration::from_secs(45));
+        assert_eq!(s.cluster_dns.len(), 2);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let args = [
+            "--pod-manifest-path=/srv/manifests",
+            "--manifest-url=http://other/pods",
+            "--manifest-url-header=K:v1,K:v2",
+            "--container-runtime-endpoint=/run/containerd/containerd.sock",
+            "--sync-frequency=2m",
+            "--file-check-frequency=1s",
+            "--http-check-frequency=3s",
+            "--runtime-request-timeout=30s",
+            "--healthz-bind-address=::1",
+            "--healthz-port=0",
+            "--cgroup-root=/other",
+            "--cluster-dns=1.1.1.1",
+            "--cluster-domain=corp.local.",
+            "--hostname-override=  Edge-7 ",
+            "--root-dir=/data/kubelet",
+            "--node-ip=10.1.2.3",
+        ];
+        let s = resolve(&args, Some(FULL)).unwrap();
+        assert_eq!(s.node_name, "edge-7");
+        assert_eq!(s.root_dir, PathBuf::from("/data/kubelet"));
+        assert_eq!(s.static_pod_path, Some(PathBuf::from("/srv/manifests")));
+        assert_eq!(s.static_pod_url.as_deref(), Some("http://other/pods"));
+        assert_eq!(
+            s.static_pod_url_header,
+            BTreeMap::from([("K".to_string(), vec!["v1".to_string(), "v2".to_string()])])
+        );
+        // A bare path is accepted and normalised.
+        assert_eq!(
+            s.container_runtime_endpoint,
+            "unix:///run/containerd/containerd.sock"
+        );
+        assert_eq!(s.sync_frequency, Duration::from_secs(120));
+        assert_eq!(s.file_check_frequency, Duration::from_secs(1));
+        assert_eq!(s.http_check_frequency, Duration::from_secs(3));
+        assert_eq!(s.runtime_request_timeout, Duration::from_secs(30));
+        assert_eq!(s.healthz, None);
+        assert_eq!(s.pods_cgroup(), "/other/kubepods");
+        assert_eq!(s.cluster_dns, ["1.1.1.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(s.cluster_domain, "corp.local");
+        assert_eq!(s.node_ips, ["10.1.2.3".parse::<IpAddr>().unwrap()]);
+        // Fields without flags keep the file's values.
+        assert_eq!(s.pod_logs_dir, PathBuf::from("/data/pod-logs"));
+    }
+
+    #[test]
+    fn file_type_errors() {
+        let cases: &[(String, &str)] = &[
+            (String::new(), "expected a KubeletConfiguration mapping"),
+            (
+                "- a\n- b\n".to_string(),
+                "expected a KubeletConfiguration mapping",
+            ),
+            ("a: [\n".to_string(), "invalid YAML"),
+            ("{\"apiVersion\": \n".to_string(), "invalid JSON"),
+            (
+                "kind: KubeletConfiguration\n".to_string(),
+                "apiVersion is missing",
+            ),
+            (
+                "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n".to_string(),
+                "apiVersion \"kubelet.config.k8s.io/v1\" is not supported: expected \"kubelet.config.k8s.io/v1beta1\"",
+            ),
+            (
+                format!("apiVersion: {API_VERSION}\n"),
+                "kind is missing: expected \"KubeletConfiguration\"",
+            ),
+            (
+                header("KubeProxyConfiguration"),
+                "kind \"KubeProxyConfiguration\" is not supported: expected \"KubeletConfiguration\"",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = file(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("config file /etc/kubelet/config.yaml: "),
+                "{text:?}: {err}"
+            );
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_unsupported_fields_are_rejected_by_name() {
+        let unknown = file(&format!("{}staticPodPth: /x\n", header(KIND))).unwrap_err();
+        assert!(
+            matches!(&unknown, ConfigError::UnknownField { field, .. } if field == "staticPodPth")
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "config file /etc/kubelet/config.yaml: unknown field \"staticPodPth\""
+        );
+
+        for field in [
+            "evictionHard",
+            "featureGates",
+            "authentication",
+            "authorization",
+        ] {
+            let err = file(&format!("{}{field}: {{}}\n", header(KIND))).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "config file /etc/kubelet/config.yaml: field \"{field}\" is not supported by this kubelet"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_field_and_file() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "healthzPort: http\n",
+                "field \"healthzPort\" in config file /etc/kubelet/config.yaml: invalid type",
+            ),
+            (
+                "clusterDNS: 10.0.0.10\n",
+                "field \"clusterDNS\" in config file /etc/kubelet/config.yaml: invalid type",
+            ),
+            (
+                "syncFrequency: 1d\n",
+                "field \"syncFrequency\" in config file /etc/kubelet/config.yaml: unknown unit \"d\"",
+            ),
+            (
+                "fileCheckFrequency: -5s\n",
+                "field \"fileCheckFrequency\" in config file /etc/kubelet/config.yaml: duration \"-5s\" is negative",
+            ),
+            (
+                "httpCheckFrequency: 0s\n",
+                "field \"httpCheckFrequency\" in config file /etc/kubelet/config.yaml: must be greater than zero",
+            ),
+            (
+                "runtimeRequestTimeout: 10\n",
+                "field \"runtimeRequestTimeout\" in config file /etc/kubelet/config.yaml: invalid type",
+            ),
+            (
+                "healthzPort: 70000\n",
+                "field \"healthzPort\" in config file /etc/kubelet/config.yaml: 70000 must be between 1 and 65535",
+            ),
+            (
+                "healthzPort: -1\n",
+                "field \"healthzPort\" in config file /etc/kubelet/config.yaml: -1 must be between",
+            ),
+            (
+                "port: 0\n",
+                "field \"port\" in config file /etc/kubelet/config.yaml: 0 must be between",
+            ),
+            (
+                "healthzBindAddress: localhost\n",
+                "field \"healthzBindAddress\" in config file /etc/kubelet/config.yaml: \"localhost\" is not an IP address",
+            ),
+            (
+                "containerRuntimeEndpoint: tcp://10.0.0.1:1234\n",
+                "field \"containerRuntimeEndpoint\" in config file /etc/kubelet/config.yaml: endpoint \"tcp://10.0.0.1:1234\" has scheme \"tcp\": only unix:// endpoints are supported",
+            ),
+            (
+                "containerRuntimeEndpoint: containerd.sock\n",
+                "is neither unix:///absolute/path nor an absolute path",
+            ),
+            (
+                "containerRuntimeEndpoint: unix://run/x.sock\n",
+                "the socket path must be absolute",
+            ),
+            (
+                "podLogsDir: var/log/pods\n",
+                "field \"podLogsDir\" in config file /etc/kubelet/config.yaml: var/log/pods must be an absolute, normalized path",
+            ),
+            (
+                "podLogsDir: /var/log/../pods\n",
+                "must be an absolute, normalized path",
+            ),
+            (
+                "cgroupRoot: kubepods\n",
+                "must be an absolute, normalized cgroup path",
+            ),
+            (
+                "staticPodPath: manifests\n",
+                "field \"staticPodPath\" in config file /etc/kubelet/config.yaml: manifests is not an absolute path",
+            ),
+            (
+                "staticPodURL: ftp://x/pods\n",
+                "is not an http:// or https:// URL",
+            ),
+            (
+                "clusterDNS: [dns.local]\n",
+                "field \"clusterDNS\" in config file /etc/kubelet/config.yaml: \"dns.local\" is not an IP address",
+            ),
+            (
+                "maxPods: -3\n",
+                "field \"maxPods\" in config file /etc/kubelet/config.yaml: -3 must not be negative",
+            ),
+            (
+                "cgroupDriver: cgroupv3\n",
+                "unknown cgroup driver \"cgroupv3\"",
+            ),
+        ];
+        for (body, want) in cases {
+            let text = format!("{}{body}", header(KIND));
+            let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+            assert!(err.contains(want), "{body:?}: got {err}");
+        }
+    }
+
+    #[test]
+    fn systemd_cgroup_driver_is_rejected_clearly() {
+        let text = format!("{}cgroupDriver: systemd\n", header(KIND));
+        let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("field \"cgroupDriver\" in config file /etc/kubelet/config.yaml: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("\"systemd\" is not supported by this kubelet"),
+            "{err}"
+        );
+        assert!(err.contains("cgroupfs"), "{err}");
+
+        let err = resolve(&["--cgroup-driver=systemd"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("flag --cgroup-driver: "), "{err}");
+        // The flag wins over a valid file value too.
+        let text = format!("{}cgroupDriver: cgroupfs\n", header(KIND));
+        assert!(resolve(&["--cgroup-driver", "systemd"], Some(&text)).is_err());
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--healthz-port=65536"],
+                "flag --healthz-port: 65536 must be between",
+            ),
+            (
+                &["--healthz-bind-address=any"],
+                "flag --healthz-bind-address: \"any\" is not an IP",
+            ),
+            (
+                &["--container-runtime-endpoint=npipe:////./pipe/x"],
+                "flag --container-runtime-endpoint: endpoint",
+            ),
+            (
+                &["--sync-frequency=0s"],
+                "flag --sync-frequency: must be greater than zero",
+            ),
+            (
+                &["--node-ip=10.0.0.1,10.0.0.2"],
+                "flag --node-ip: at most one IPv4 and one IPv6",
+            ),
+            (
+                &["--node-ip=node"],
+                "flag --node-ip: \"node\" is not an IP address",
+            ),
+            (
+                &["--root-dir=relative"],
+                "flag --root-dir: relative is not an absolute path",
+            ),
+            (&["--cgroup-root=/a//b"], "flag --cgroup-root:"),
+        ];
+        for (args, want) in cases {
+            let err = resolve(args, None).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{args:?}: got {err}");
+        }
+    }
+
+    #[test]
+    fn a_flag_fixes_a_bad_file_value() {
+        // The flag wins, so the file's bad value is never used.
+        let text = format!("{}syncFrequency: soon\n", header(KIND));
+        let s = resolve(&["--sync-frequency=10s"], Some(&text)).unwrap();
+        assert_eq!(s.sync_frequency, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn node_name_comes_from_override_or_hostname() {
+        assert_eq!(
+            node_name(Some("Edge-1"), || unreachable!()).unwrap(),
+            "edge-1"
+        );
+        assert_eq!(
+            node_name(None, || Ok(" MyHost\n".to_string())).unwrap(),
+            "myhost"
+        );
+        assert_eq!(node_name(Some("  "), || Ok("h".to_string())).unwrap(), "h");
+        assert!(node_name(None, || Ok(String::new())).is_err());
+        let err = node_name(None, || Err(std::io::Error::other("boom"))).unwrap_err();
+        assert_eq!(err.to_string(), "node name: cannot read the hostname: boom");
+    }
+
+    #[test]
+    fn empty_static_settings_mean_none() {
+        let text = format!("{}staticPodPath: \"\"\nstaticPodURL: \"\"\n", header(KIND));
+        let s = resolve(&[], Some(&text)).unwrap();
+        assert_eq!(s.static_pod_path, None);
+        assert_eq!(s.static_pod_url, None);
+    }
+
+    #[test]
+    fn load_reports_missing_files_with_their_path() {
+        let err = ConfigFile::load(Path::new("/nonexistent/kubelet.yaml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config file /nonexistent/kubelet.yaml: "),
+            "{err}"
+        );
+    }
+}

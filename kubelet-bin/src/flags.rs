@@ -1,0 +1,222 @@
+//! Command-line flags, named as the reference kubelet names them. Both `--flag=value` and
+//! `--flag value` work. Every setting flag is optional here so that the merge in
+//! [`crate::config`] can tell "given" from "not given": flags override the config file, which
+//! overrides the defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::duration::parse_duration;
+
+/// The kubelet's command line.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "kubelet",
+    version,
+    about = "The kubelet: the primary node agent. It runs the pods meant for this node through \
+             a CRI container runtime (containerd, CRI-O).",
+    long_about = None,
+)]
+pub struct Flags {
+    /// The KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON). Flags
+    /// given on the command line override its values.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of static pod manifests to run (config: staticPodPath).
+    #[arg(long = "pod-manifest-path", value_name = "DIR")]
+    pub pod_manifest_path: Option<PathBuf>,
+
+    /// URL of static pod manifests to run (config: staticPodURL).
+    #[arg(long = "manifest-url", value_name = "URL")]
+    pub manifest_url: Option<String>,
+
+    /// HTTP headers for --manifest-url, as `key:value` pairs, comma separated; repeatable
+    /// (config: staticPodURLHeader).
+    #[arg(long = "manifest-url-header", value_name = "KEY:VALUE,...", value_parser = parse_header_list)]
+    pub manifest_url_header: Vec<Vec<(String, String)>>,
+
+    /// The CRI endpoint: `unix:///path` or an absolute socket path (config:
+    /// containerRuntimeEndpoint) [default: unix:///run/containerd/containerd.sock].
+    #[arg(long = "container-runtime-endpoint", value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+
+    /// Use this name instead of the machine's hostname as the node name.
+    #[arg(long = "hostname-override", value_name = "NAME")]
+    pub hostname_override: Option<String>,
+
+    /// The kubelet's state directory [default: /var/lib/kubelet].
+    #[arg(long = "root-dir", value_name = "DIR")]
+    pub root_dir: Option<PathBuf>,
+
+    /// Log verbosity: 0-2 info, 3-4 debug, 5 and up trace. RUST_LOG, when set, wins.
+    #[arg(short = 'v', long = "v", value_name = "LEVEL", default_value_t = 0)]
+    pub verbosity: u8,
+
+    /// Timeout of runtime calls other than long-running ones (pull, logs, exec, attach)
+    /// (config: runtimeRequestTimeout) [default: 2m].
+    #[arg(long = "runtime-request-timeout", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub runtime_request_timeout: Option<Duration>,
+
+    /// How often the static pod directory is rescanned (config: fileCheckFrequency)
+    /// [default: 20s].
+    #[arg(long = "file-check-frequency", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub file_check_frequency: Option<Duration>,
+
+    /// How often the manifest URL is fetched (config: httpCheckFrequency) [default: 20s].
+    #[arg(long = "http-check-frequency", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub http_check_frequency: Option<Duration>,
+
+    /// How often every pod is synced even without a change (config: syncFrequency)
+    /// [default: 1m].
+    #[arg(long = "sync-frequency", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub sync_frequency: Option<Duration>,
+
+    /// Address of the healthz server (config: healthzBindAddress) [default: 127.0.0.1].
+    #[arg(long = "healthz-bind-address", value_name = "IP")]
+    pub healthz_bind_address: Option<String>,
+
+    /// Port of the healthz server; 0 disables it (config: healthzPort) [default: 10248].
+    #[arg(
+        long = "healthz-port",
+        value_name = "PORT",
+        allow_negative_numbers = true
+    )]
+    pub healthz_port: Option<i32>,
+
+    /// The pods' top-level cgroup (config: cgroupRoot) [default: /kubepods].
+    #[arg(long = "cgroup-root", value_name = "CGROUP")]
+    pub cgroup_root: Option<String>,
+
+    /// The cgroup driver; only `cgroupfs` is supported (config: cgroupDriver).
+    #[arg(long = "cgroup-driver", value_name = "DRIVER")]
+    pub cgroup_driver: Option<String>,
+
+    /// The node's IP addresses, comma separated, at most one per family; by default the
+    /// IPv4 address of the interface with the default route.
+    #[arg(long = "node-ip", value_name = "IP,...", value_delimiter = ',')]
+    pub node_ip: Vec<String>,
+
+    /// Cluster DNS server IPs, comma separated; repeatable (config: clusterDNS).
+    #[arg(long = "cluster-dns", value_name = "IP,...", value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+
+    /// The cluster's domain, searched by pods besides the host's domains (config:
+    /// clusterDomain).
+    #[arg(long = "cluster-domain", value_name = "DOMAIN")]
+    pub cluster_domain: Option<String>,
+}
+
+/// A duration flag value: Go syntax, not negative.
+fn parse_duration_flag(value: &str) -> Result<Duration, String> {
+    parse_duration(value).map_err(|e| e.to_string())
+}
+
+/// One `--manifest-url-header` value: `key:value` pairs separated by commas, as the
+/// reference's colon-separated multimap flag takes them (names and values trimmed).
+pub fn parse_header_list(value: &str) -> Result<Vec<(String, String)>, String> {
+    kubelet_core::sources::parse_manifest_url_headers(value).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("kubelet").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn both_value_styles_are_accepted() {
+        let eq = parse(&[
+            "--config=/etc/kubelet.yaml",
+            "--sync-frequency=1m30s",
+            "--healthz-port=0",
+            "--v=4",
+        ])
+        .unwrap();
+        let space = parse(&[
+            "--config",
+            "/etc/kubelet.yaml",
+            "--sync-frequency",
+            "1m30s",
+            "--healthz-port",
+            "0",
+            "--v",
+            "4",
+        ])
+        .unwrap();
+        for flags in [eq, space] {
+            assert_eq!(flags.config, Some(PathBuf::from("/etc/kubelet.yaml")));
+            assert_eq!(flags.sync_frequency, Some(Duration::from_secs(90)));
+            assert_eq!(flags.healthz_port, Some(0));
+            assert_eq!(flags.verbosity, 4);
+        }
+    }
+
+    #[test]
+    fn lists_split_on_commas_and_repeat() {
+        let flags = parse(&[
+            "--cluster-dns=10.96.0.10,10.96.0.11",
+            "--cluster-dns",
+            "fd00::a",
+            "--node-ip=192.168.1.5,fd00::5",
+            "--manifest-url-header=a:hello,b:again",
+            "--manifest-url-header",
+            "b:beautiful",
+        ])
+        .unwrap();
+        assert_eq!(flags.cluster_dns, ["10.96.0.10", "10.96.0.11", "fd00::a"]);
+        assert_eq!(flags.node_ip, ["192.168.1.5", "fd00::5"]);
+        let headers: Vec<(String, String)> =
+            flags.manifest_url_header.into_iter().flatten().collect();
+        assert_eq!(
+            headers,
+            [
+                ("a".to_string(), "hello".to_string()),
+                ("b".to_string(), "again".to_string()),
+                ("b".to_string(), "beautiful".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn header_values_keep_later_colons() {
+        assert_eq!(
+            parse_header_list("Authorization:Bearer a:b").unwrap(),
+            [("Authorization".to_string(), "Bearer a:b".to_string())]
+        );
+        assert_eq!(
+            parse_header_list(" X-A : 1 ,, ").unwrap(),
+            [("X-A".to_string(), "1".to_string())]
+        );
+        assert!(parse_header_list("novalue").is_err());
+        assert!(parse_header_list(":x").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = parse(&["--file-check-frequency=20"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--file-check-frequency"), "{err}");
+        assert!(err.contains("missing unit"), "{err}");
+        let err = parse(&["--sync-frequency=-1s"]).unwrap_err().to_string();
+        assert!(err.contains("--sync-frequency"), "{err}");
+        assert!(err.contains("negative"), "{err}");
+        let err = parse(&["--healthz-port=http"]).unwrap_err().to_string();
+        assert!(err.contains("--healthz-port"), "{err}");
+    }
+
+    #[test]
+    fn unset_flags_stay_unset() {
+        let flags = parse(&[]).unwrap();
+        assert!(flags.config.is_none());
+        assert!(flags.sync_frequency.is_none());
+        assert!(flags.healthz_port.is_none());
+        assert!(flags.node_ip.is_empty());
+        assert_eq!(flags.verbosity, 0);
+    }
+}

@@ -1,0 +1,68 @@
+//! The `kubelet` daemon's pieces: flags named as the reference kubelet's ([`flags`]), the
+//! KubeletConfiguration file and its merge with the flags ([`config`]), Go durations
+//! ([`duration`]), the local HTTP server ([`server`]) and the wiring onto kubelet-core and
+//! kubelet-cri ([`wiring`]). The binary is a thin `main` over [`load_settings`] and
+//! [`wiring::run`].
+
+pub mod config;
+pub mod duration;
+pub mod flags;
+pub mod machine;
+pub mod node_ip;
+pub mod server;
+pub mod wiring;
+
+use config::{ConfigError, ConfigFile, Settings};
+use flags::Flags;
+
+/// Read the config file named by `--config` (if any) and merge the flags over it.
+pub fn load_settings(flags: &Flags) -> Result<Settings, ConfigError> {
+    let file = flags.config.as_deref().map(ConfigFile::load).transpose()?;
+    Settings::resolve(flags, file.as_ref(), || {
+        let name = nix::unistd::gethostname().map_err(std::io::Error::from)?;
+        Ok(name.to_string_lossy().into_owned())
+    })
+}
+
+/// The tracing level for a reference-style `--v` verbosity: 0-2 info, 3-4 debug, 5+ trace.
+pub fn level_for_verbosity(verbosity: u8) -> tracing::Level {
+    match verbosity {
+        0..=2 => tracing::Level::INFO,
+        3..=4 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    }
+}
+
+/// Log to stderr at the level `--v` asks for; `RUST_LOG`, when set, overrides it.
+pub fn init_logging(verbosity: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(level_for_verbosity(verbosity).to_string().to_lowercase()),
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_maps_onto_levels() {
+        let cases = [
+            (0, tracing::Level::INFO),
+            (2, tracing::Level::INFO),
+            (3, tracing::Level::DEBUG),
+            (4, tracing::Level::DEBUG),
+            (5, tracing::Level::TRACE),
+            (10, tracing::Level::TRACE),
+        ];
+        for (v, level) in cases {
+            assert_eq!(level_for_verbosity(v), level, "--v={v}");
+        }
+    }
+}

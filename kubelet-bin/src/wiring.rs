@@ -1,0 +1,227 @@
+//! One wiring from [`Settings`] to a running kubelet: the CRI runtime, the runtime-managed
+//! network, the log reporter, the static pod sources, the healthz server, and shutdown on
+//! SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use kubelet_core::log_reporter::LogReporter;
+use kubelet_core::reconciler::spec::SpecSettings;
+use kubelet_core::sources::{ManifestUrlSource, StaticDirSource};
+use kubelet_core::{Kubelet, KubeletConfig, KubeletError, PodSource, RuntimeManagedNetwork};
+use kubelet_cri::{CriError, CriOptions, CriRuntime};
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::server::{Server, ServerError};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum WiringError {
+    /// The container runtime could not be reached.
+    // CriError names the endpoint already.
+    #[error(
+        "cannot use the container runtime: {source} (is it running, and is \
+         --container-runtime-endpoint / containerRuntimeEndpoint right?)"
+    )]
+    Runtime {
+        /// The endpoint tried.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: CriError,
+    },
+    /// A pod source could not be set up.
+    #[error("pod source {source_name}: {message}")]
+    Source {
+        /// `file` or `http`.
+        source_name: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The healthz server failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The reconciler failed.
+    #[error(transparent)]
+    Kubelet(#[from] KubeletError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// The reconciler's settings derived from the daemon's.
+pub fn kubelet_config(settings: &Settings, node_ips: Vec<IpAddr>) -> KubeletConfig {
+    let mut config = KubeletConfig::new(settings.node_name.clone());
+    config.root_dir = settings.root_dir.clone();
+    config.sync_frequency = settings.sync_frequency;
+    config.node_ips = node_ips.iter().map(ToString::to_string).collect();
+    config.spec = SpecSettings {
+        pod_logs_root: settings.pod_logs_dir.to_string_lossy().into_owned(),
+        cgroup_root: settings.pods_cgroup(),
+        cluster_dns: settings
+            .cluster_dns
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        cluster_domain: settings.cluster_domain.clone(),
+        node_memory_capacity: crate::machine::memory_capacity(),
+        node_cpu_capacity_milli: crate::machine::cpu_capacity_milli(),
+        ..SpecSettings::default()
+    };
+    config
+}
+
+/// The pod sources the settings ask for: the static directory and the manifest URL.
+pub fn sources(settings: &Settings) -> Result<Vec<Box<dyn PodSource>>, WiringError> {
+    let mut sources: Vec<Box<dyn PodSource>> = Vec::new();
+    if let Some(dir) = &settings.static_pod_path {
+        tracing::info!(path = %dir.display(), "watching static pod manifests");
+        sources.push(Box::new(StaticDirSource::new(
+            dir.clone(),
+            settings.node_name.clone(),
+            settings.file_check_frequency,
+        )));
+    }
+    if let Some(url) = &settings.static_pod_url {
+        tracing::info!(%url, "fetching static pod manifests");
+        let headers = settings
+            .static_pod_url_header
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |value| (name, value)));
+        let source = ManifestUrlSource::new(
+            url,
+            settings.node_name.clone(),
+            settings.http_check_frequency,
+        )
+        .and_then(|source| source.with_headers(headers))
+        .map_err(|e| WiringError::Source {
+            source_name: "http",
+            message: e.to_string(),
+        })?;
+        sources.push(Box::new(source));
+    }
+    Ok(sources)
+}
+
+/// Connect to the CRI runtime at the settings' endpoint.
+pub async fn connect_runtime(settings: &Settings) -> Result<CriRuntime, WiringError> {
+    let options = CriOptions {
+        request_timeout: settings.runtime_request_timeout,
+        ..CriOptions::default()
+    };
+    CriRuntime::connect(&settings.container_runtime_endpoint, options)
+        .await
+        .map_err(|source| WiringError::Runtime {
+            endpoint: settings.container_runtime_endpoint.clone(),
+            source,
+        })
+}
+
+/// Assemble the kubelet from the settings: connects to the runtime.
+pub async fn build(settings: &Settings) -> Result<Kubelet, WiringError> {
+    for field in &settings.inert_fields {
+        tracing::warn!(
+            field,
+            "config field is accepted but has no effect yet in this kubelet"
+        );
+    }
+    let node_ips = if settings.node_ips.is_empty() {
+        let detected = crate::node_ip::detect();
+        match &detected {
+            Some(ip) => tracing::info!(%ip, "node IP detected from the default route"),
+            None => tracing::warn!("no node IP found; pods' hostIP stays empty (see --node-ip)"),
+        }
+        detected.into_iter().collect()
+    } else {
+        settings.node_ips.clone()
+    };
+    let runtime = connect_runtime(settings).await?;
+    let mut builder = Kubelet::builder(kubelet_config(settings, node_ips))
+        .runtime(Arc::new(runtime))
+        .network(Arc::new(RuntimeManagedNetwork))
+        .reporter(Arc::new(LogReporter::new()));
+    for source in sources(settings)? {
+        builder = builder.source(source);
+    }
+    Ok(builder.build()?)
+}
+
+/// Resolves once the shutdown flag is raised.
+async fn shutdown_signal(mut flag: watch::Receiver<bool>) {
+    // An error means the sender is gone: treat it as shutdown too.
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+/// Raise the flag on the first SIGINT or SIGTERM.
+fn watch_signals(flag: Arc<watch::Sender<bool>>) -> Result<(), WiringError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(WiringError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(WiringError::Signals)?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down; pods keep running");
+        flag.send_replace(true);
+    });
+    Ok(())
+}
+
+/// Run the daemon: build the kubelet, serve healthz, run until SIGINT/SIGTERM.
+pub async fn run(settings: Settings) -> Result<(), WiringError> {
+    let (flag, receiver) = watch::channel(false);
+    let flag = Arc::new(flag);
+    watch_signals(flag.clone())?;
+
+    let kubelet = build(&settings).await?;
+    let server = match settings.healthz {
+        Some(addr) => Some(Server::bind(addr, kubelet.handle()).await?),
+        None => None,
+    };
+    tracing::info!(
+        node = %settings.node_name,
+        endpoint = %settings.container_runtime_endpoint,
+        "kubelet starting"
+    );
+
+    let serving = server.is_some();
+    let addr = server.as_ref().map(Server::local_addr);
+    let server_task = server.map(|s| tokio::spawn(s.serve(shutdown_signal(receiver.clone()))));
+    let server_done = async move {
+        match server_task {
+            Some(task) => task.await.unwrap_or_else(|join| {
+                Err(ServerError::Serve {
+                    addr: addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            }),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(server_done);
+    let kubelet_run = kubelet.run(shutdown_signal(receiver));
+    tokio::pin!(kubelet_run);
+
+    tokio::select! {
+        result = &mut kubelet_run => {
+            flag.send_replace(true);
+            if serving && let Err(e) = server_done.await {
+                tracing::error!(error = %e, "healthz server stopped with an error");
+            }
+            result?;
+        }
+        result = &mut server_done => {
+            // The server ends before the kubelet only on failure or at shutdown: either way
+            // the kubelet stops too.
+            flag.send_replace(true);
+            let kubelet_result = kubelet_run.await;
+            result?;
+            kubelet_result?;
+        }
+    }
+    tracing::info!("kubelet stopped");
+    Ok(())
+}

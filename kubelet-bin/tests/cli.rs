@@ -1,0 +1,125 @@
+//! The built `kubelet` binary: bad input ends it at once with a message naming what is wrong.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kubelet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubelet"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the kubelet binary")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_config(dir: &Path, body: &str) -> String {
+    let path = dir.join("kubelet.yaml");
+    let text =
+        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n{body}");
+    std::fs::write(&path, text).expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn unknown_config_field_exits_1_naming_field_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "syncFrequency: 1m\nstaticPodDir: /etc/pods\n");
+    let output = kubelet(&[&format!("--config={config}")]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("unknown field \"staticPodDir\""), "{err}");
+    assert!(err.contains(&config), "{err}");
+}
+
+#[test]
+fn unsupported_config_field_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "featureGates:\n  Foo: true\n");
+    let output = kubelet(&["--config", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("field \"featureGates\" is not supported by this kubelet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn systemd_cgroup_driver_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "cgroupDriver: systemd\n");
+    let output = kubelet(&["--config", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("cgroupDriver"), "{err}");
+    assert!(err.contains("\"systemd\" is not supported"), "{err}");
+}
+
+#[test]
+fn missing_config_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.yaml");
+    let output = kubelet(&["--config", &missing.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&*missing.to_string_lossy()));
+}
+
+#[test]
+fn bad_flag_value_exits_2_naming_the_flag() {
+    let output = kubelet(&["--sync-frequency=10"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("--sync-frequency"), "{err}");
+    assert!(err.contains("missing unit"), "{err}");
+}
+
+#[test]
+fn unreachable_runtime_exits_1_naming_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("no-containerd.sock");
+    let endpoint = format!("unix://{}", socket.display());
+    let output = kubelet(&[
+        "--container-runtime-endpoint",
+        &endpoint,
+        "--runtime-request-timeout=5s",
+        "--healthz-port=0",
+        "--hostname-override=cli-test",
+        &format!("--root-dir={}", dir.path().display()),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains(&*socket.to_string_lossy()), "{err}");
+    assert!(err.contains("container runtime"), "{err}");
+}
+
+#[test]
+fn help_lists_the_reference_flag_names() {
+    let output = kubelet(&["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--config",
+        "--pod-manifest-path",
+        "--manifest-url",
+        "--manifest-url-header",
+        "--container-runtime-endpoint",
+        "--hostname-override",
+        "--root-dir",
+        "--v",
+        "--runtime-request-timeout",
+        "--file-check-frequency",
+        "--http-check-frequency",
+        "--sync-frequency",
+        "--healthz-bind-address",
+        "--healthz-port",
+        "--cgroup-root",
+        "--node-ip",
+        "--cluster-dns",
+        "--cluster-domain",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

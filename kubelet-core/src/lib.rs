@@ -1,0 +1,52 @@
+//! `kubelet-core`: the heart of a Kubernetes node agent, as a library.
+//!
+//! It holds the five seams ([`Runtime`], [`VolumePlugin`], [`NetworkPlugin`], [`PodSource`],
+//! [`NodeReporter`]), the generic reconciler that drives them ([`Kubelet`]), the pod sources
+//! for static manifest directories and manifest URLs, and pod status computation. Backends
+//! live in their own crates (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the `testing`
+//! feature adds an in-memory fake runtime, a channel source and a recording reporter.
+//!
+//! ```no_run
+//! # #[cfg(feature = "testing")]
+//! # async fn demo() -> Result<(), kubelet_core::KubeletError> {
+//! use std::sync::Arc;
+//! use kubelet_core::testing::{FakeRuntime, RecordingReporter, ChannelSource};
+//! use kubelet_core::{Kubelet, KubeletConfig, RuntimeManagedNetwork};
+//!
+//! let (source, _pods) = ChannelSource::new("api");
+//! let kubelet = Kubelet::builder(KubeletConfig::new("node-1"))
+//!     .runtime(Arc::new(FakeRuntime::new()))
+//!     .network(Arc::new(RuntimeManagedNetwork))
+//!     .reporter(Arc::new(RecordingReporter::default()))
+//!     .source(Box::new(source))
+//!     .build()?;
+//! kubelet.run(std::future::pending()).await
+//! # }
+//! ```
+
+pub mod error;
+pub mod labels;
+pub mod log_reporter;
+pub mod network;
+pub mod quantity;
+pub mod reconciler;
+pub mod reporter;
+pub mod runtime;
+pub mod source;
+pub mod sources;
+pub mod volume;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{NetworkError, ReportError, RuntimeError, SourceError, VolumeError};
+pub use network::{NetworkContext, NetworkPlugin, PodNetworkStatus, RuntimeManagedNetwork};
+pub use reconciler::{Kubelet, KubeletBuilder, KubeletConfig, KubeletError, KubeletHandle};
+pub use reporter::{EventType, KubeletEvent, NodeReporter};
+pub use runtime::Runtime;
+pub use source::{PodSource, PodUpdate};
+pub use volume::{MountedVolume, VolumeContext, VolumePlugin};
+
+/// Re-export of the Kubernetes API types this crate speaks, so that embedders use the same
+/// version.
+pub use k8s_openapi;

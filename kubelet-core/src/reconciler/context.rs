@@ -1,0 +1,172 @@
+//! What every pod worker shares: the seams, the settings, and the outgoing channels for
+//! status and events (so that a slow API server never blocks a worker).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::kubelet::KubeletConfig;
+use super::kubelet_state::Shared;
+use crate::network::NetworkPlugin;
+use crate::reporter::{EventType, KubeletEvent, NodeReporter};
+use crate::runtime::Runtime;
+use crate::volume::VolumePlugin;
+
+/// How many events may wait for the reporter before new ones are dropped.
+const EVENT_QUEUE: usize = 1024;
+/// How long a failed status report waits before it is tried again.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
+
+/// Shared by all pod workers.
+pub(super) struct WorkerContext {
+    pub config: KubeletConfig,
+    /// The runtime's name, for container IDs in status (`containerd://<id>`).
+    pub runtime_name: String,
+    pub runtime: Arc<dyn Runtime>,
+    pub network: Arc<dyn NetworkPlugin>,
+    pub volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub reporter: Arc<dyn NodeReporter>,
+    pub shared: Arc<Shared>,
+    events: mpsc::Sender<KubeletEvent>,
+    statuses: mpsc::UnboundedSender<(Pod, PodStatus)>,
+}
+
+impl WorkerContext {
+    /// Build the context and spawn the tasks that drain events and statuses to the reporter.
+    pub fn start(
+        config: KubeletConfig,
+        runtime_name: String,
+        runtime: Arc<dyn Runtime>,
+        network: Arc<dyn NetworkPlugin>,
+        volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+        reporter: Arc<dyn NodeReporter>,
+        shared: Arc<Shared>,
+    ) -> (Arc<Self>, Vec<tokio::task::JoinHandle<()>>) {
+        let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let (statuses, status_rx) = mpsc::unbounded_channel();
+        let tasks = vec![
+            tokio::spawn(drain_events(reporter.clone(), event_rx)),
+            tokio::spawn(drain_statuses(reporter.clone(), status_rx)),
+        ];
+        let ctx = Arc::new(Self {
+            config,
+            runtime_name,
+            runtime,
+            network,
+            volume_plugins,
+            reporter,
+            shared,
+            events,
+            statuses,
+        });
+        (ctx, tasks)
+    }
+
+    /// Record an event about a pod, or one of its containers when `container` is given.
+    pub fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        let field_path = container.map(|name| container_field_path(pod, name));
+        let event = KubeletEvent {
+            involved: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                field_path,
+            },
+            type_,
+            reason: reason.to_string(),
+            message,
+        };
+        if self.events.try_send(event).is_err() {
+            debug!(reason, "event queue full; event dropped");
+        }
+    }
+
+    /// Hand a changed pod status to the reporter (asynchronously).
+    pub fn report_status(&self, pod: &Pod, status: &PodStatus) {
+        let _ = self.statuses.send((pod.clone(), status.clone()));
+    }
+}
+
+/// `spec.containers{name}` or `spec.initContainers{name}`, as the reference names them.
+fn container_field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.name == name));
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
+async fn drain_events(reporter: Arc<dyn NodeReporter>, mut rx: mpsc::Receiver<KubeletEvent>) {
+    while let Some(event) = rx.recv().await {
+        if let Err(err) = reporter.record_event(&event).await {
+            debug!(reason = %event.reason, error = %err, "event not recorded");
+        }
+    }
+}
+
+/// Reports pod statuses, newest per pod; a failed report is kept and tried again, and a newer
+/// status of the same pod replaces it.
+async fn drain_statuses(
+    reporter: Arc<dyn NodeReporter>,
+    mut rx: mpsc::UnboundedReceiver<(Pod, PodStatus)>,
+) {
+    let mut pending: BTreeMap<String, (Pod, PodStatus)> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some((pod, status)) => {
+                    pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
+                }
+                None => return,
+            }
+        }
+        while let Ok((pod, status)) = rx.try_recv() {
+            pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
+        }
+        let uids: Vec<String> = pending.keys().cloned().collect();
+        for uid in uids {
+            let Some((pod, status)) = pending.get(&uid) else {
+                continue;
+            };
+            match reporter.update_pod_status(pod, status).await {
+                Ok(()) => {
+                    pending.remove(&uid);
+                }
+                Err(crate::error::ReportError::NotFound(_)) => {
+                    pending.remove(&uid);
+                }
+                Err(err) => warn!(uid = %uid, error = %err, "pod status not reported; will retry"),
+            }
+        }
+        if !pending.is_empty() {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some((pod, status)) => {
+                        pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep(STATUS_RETRY) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The public face of the reconciler: configuration, builder, the running kubelet and a
+//! handle to inspect it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use thiserror::Error;
+
+use super::spec::SpecSettings;
+use crate::network::NetworkPlugin;
+use crate::reporter::NodeReporter;
+use crate::runtime::Runtime;
+use crate::source::PodSource;
+use crate::volume::VolumePlugin;
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// The node's name.
+    pub node_name: String,
+    /// The kubelet's state directory (`/var/lib/kubelet`): pod dirs and volumes live below.
+    pub root_dir: PathBuf,
+    /// How runtime configs are shaped (log root, cgroup root, DNS).
+    pub spec: SpecSettings,
+    /// How often the runtime is relisted for changes (reference: 1 s).
+    pub relist_period: Duration,
+    /// How often every pod is synced even without changes (`syncFrequency`, 1 min).
+    pub sync_frequency: Duration,
+    /// The node's IPs, primary first (for `hostIP(s)` in pod status).
+    pub node_ips: Vec<String>,
+    /// Where the cgroup hierarchies are mounted (`/sys/fs/cgroup`), so that the pod cgroups
+    /// the runtime leaves behind are removed; `None` leaves cgroups alone (fake runtimes).
+    pub cgroup_fs_root: Option<PathBuf>,
+}
+
+impl KubeletConfig {
+    /// Defaults as the reference kubelet has them, for the given node name.
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            node_name: node_name.into(),
+            root_dir: PathBuf::from("/var/lib/kubelet"),
+            spec: SpecSettings::default(),
+            relist_period: Duration::from_secs(1),
+            sync_frequency: Duration::from_secs(60),
+            node_ips: Vec::new(),
+            cgroup_fs_root: None,
+        }
+    }
+}
+
+/// Errors that stop the kubelet.
+#[derive(Debug, Error)]
+pub enum KubeletError {
+    /// The builder lacks a required seam.
+    #[error("kubelet is missing its {0}")]
+    Missing(&'static str),
+    /// The runtime is unusable at start.
+    #[error("container runtime: {0}")]
+    Runtime(#[from] crate::error::RuntimeError),
+}
+
+/// The reconciler, assembled from its seams. [`Kubelet::run`] drives it until shutdown.
+pub struct Kubelet {
+    pub(super) config: KubeletConfig,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) network: Arc<dyn NetworkPlugin>,
+    pub(super) reporter: Arc<dyn NodeReporter>,
+    pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) sources: Vec<Box<dyn PodSource>>,
+    pub(super) shared: Arc<super::kubelet_state::Shared>,
+}
+
+impl Kubelet {
+    /// Start assembling a kubelet with the given settings.
+    pub fn builder(config: KubeletConfig) -> KubeletBuilder {
+        KubeletBuilder {
+            config: Some(config),
+            ..KubeletBuilder::default()
+        }
+    }
+
+    /// Run until `shutdown` completes: watch the sources, relist the runtime, sync the pods.
+    /// Pods keep running after shutdown (as with the reference kubelet, a stopped kubelet
+    /// leaves its containers alone).
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), KubeletError> {
+        super::dispatcher::run(self, shutdown).await
+    }
+
+    /// A handle to inspect the kubelet while it runs.
+    pub fn handle(&self) -> KubeletHandle {
+        KubeletHandle {
+            inner: self.shared.clone(),
+        }
+    }
+}
+
+/// Assembles a [`Kubelet`] from its seams.
+#[derive(Default)]
+pub struct KubeletBuilder {
+    pub(super) config: Option<KubeletConfig>,
+    pub(super) runtime: Option<Arc<dyn Runtime>>,
+    pub(super) network: Option<Arc<dyn NetworkPlugin>>,
+    pub(super) reporter: Option<Arc<dyn NodeReporter>>,
+    pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) sources: Vec<Box<dyn PodSource>>,
+}
+
+impl KubeletBuilder {
+    /// The container runtime.
+    pub fn runtime(mut self, runtime: Arc<dyn Runtime>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+    /// The network plugin (use [`crate::RuntimeManagedNetwork`] with CRI runtimes).
+    pub fn network(mut self, network: Arc<dyn NetworkPlugin>) -> Self {
+        self.network = Some(network);
+        self
+    }
+    /// Where status and events go.
+    pub fn reporter(mut self, reporter: Arc<dyn NodeReporter>) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+    /// Add a volume plugin (the built-ins are always present).
+    pub fn volume_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
+        self.volume_plugins.push(plugin);
+        self
+    }
+    /// Add a pod source.
+    pub fn source(mut self, source: Box<dyn PodSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Check that every seam is there and build the kubelet. The network plugin defaults to
+    /// [`crate::RuntimeManagedNetwork`].
+    pub fn build(self) -> Result<Kubelet, KubeletError> {
+        Ok(Kubelet {
+            config: self.config.ok_or(KubeletError::Missing("configuration"))?,
+            runtime: self.runtime.ok_or(KubeletError::Missing("runtime"))?,
+            network: self
+                .network
+                .unwrap_or_else(|| Arc::new(crate::network::RuntimeManagedNetwork)),
+            reporter: self.reporter.ok_or(KubeletError::Missing("reporter"))?,
+            volume_plugins: self.volume_plugins,
+            sources: self.sources,
+            shared: Arc::new(super::kubelet_state::Shared::new()),
+        })
+    }
+}
+
+/// A cloneable view into a running kubelet.
+#[derive(Clone)]
+pub struct KubeletHandle {
+    pub(super) inner: Arc<super::kubelet_state::Shared>,
+}
+
+impl KubeletHandle {
+    /// The pods on this node, each with the status last computed for it (the `/pods` view).
+    pub fn pods(&self) -> Vec<Pod> {
+        self.inner.pods()
+    }
+
+    /// Ok while the reconciler is alive: the runtime was relisted recently (the reference's
+    /// PLEG health check behind `/healthz`).
+    pub fn healthz(&self) -> Result<(), String> {
+        self.inner.healthz()
+    }
+}

@@ -1,0 +1,81 @@
+//! State the reconciler shares with its handles: the pods with their computed status, and
+//! the health of the relist loop.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::time::Instant;
+
+/// The reference's PLEG health threshold: unhealthy when no relist finished for 3 minutes.
+pub(super) const RELIST_THRESHOLD: Duration = Duration::from_secs(180);
+
+pub struct Shared {
+    pods: RwLock<BTreeMap<String, Pod>>,
+    last_relist: Mutex<Instant>,
+}
+
+impl Shared {
+    pub(super) fn new() -> Self {
+        Self {
+            pods: RwLock::new(BTreeMap::new()),
+            last_relist: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub(super) fn set_pod(&self, pod: &Pod, status: Option<PodStatus>) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let mut pod = pod.clone();
+        if let Some(status) = status {
+            pod.status = Some(status);
+        } else if let Some(previous) = self.read_pods().get(&uid) {
+            pod.status = previous.status.clone();
+        }
+        if let Ok(mut pods) = self.pods.write() {
+            pods.insert(uid, pod);
+        }
+    }
+
+    pub(super) fn remove_pod(&self, uid: &str) {
+        if let Ok(mut pods) = self.pods.write() {
+            pods.remove(uid);
+        }
+    }
+
+    fn read_pods(&self) -> BTreeMap<String, Pod> {
+        self.pods.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn relisted(&self) {
+        if let Ok(mut last) = self.last_relist.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    pub(super) fn pods(&self) -> Vec<Pod> {
+        self.pods
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn healthz(&self) -> Result<(), String> {
+        let last = self
+            .last_relist
+            .lock()
+            .map(|l| *l)
+            .map_err(|_| "relist state poisoned".to_string())?;
+        let since = last.elapsed();
+        if since > RELIST_THRESHOLD {
+            return Err(format!(
+                "pleg was last seen active {}s ago; threshold is {}s",
+                since.as_secs(),
+                RELIST_THRESHOLD.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,559 @@
+//! Syncing one pod: observe what the runtime holds, plan, act, and compute the status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::planner::{self, ContainerStart, PlanInput};
+use super::spec;
+use super::state::PodRuntimeState;
+use super::status::{self, ContainerWaiting, StatusInput};
+use super::worker::PodWorker;
+use crate::error::RuntimeError;
+use crate::labels;
+use crate::network::NetworkContext;
+use crate::reporter::EventType;
+use crate::runtime::{ContainerState, ListFilter, Mount, NamespaceMode};
+use crate::volume::MountedVolume;
+
+/// How soon a sync that failed on the runtime is tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Reasons a container waits, as the reference names them.
+pub(super) mod reason {
+    pub const CRASH_LOOP: &str = "CrashLoopBackOff";
+    pub const CREATE_CONFIG: &str = "CreateContainerConfigError";
+    pub const CREATE: &str = "CreateContainerError";
+    pub const RUN: &str = "RunContainerError";
+    pub const CONTAINER_CREATING: &str = "ContainerCreating";
+}
+
+pub(super) fn pod_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[])
+        .iter()
+        .chain(spec.map(|s| s.containers.as_slice()).unwrap_or(&[]))
+}
+
+pub(super) fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+fn backoff_key(container: &Container) -> String {
+    format!("{}_{}", container.name, labels::container_hash(container))
+}
+
+fn waiting(reason: &str, message: impl Into<String>) -> ContainerWaiting {
+    ContainerWaiting {
+        reason: reason.to_string(),
+        message: message.into(),
+    }
+}
+
+impl PodWorker {
+    /// What the runtime holds for this pod, with full container statuses.
+    pub(super) async fn observe(&mut self) -> Result<PodRuntimeState, RuntimeError> {
+        let runtime = &self.ctx.runtime;
+        let filter = ListFilter::pod(self.uid.clone());
+        let sandboxes = runtime.list_pod_sandboxes(&filter).await?;
+        let listed = runtime.list_containers(&filter).await?;
+        let mut containers = Vec::with_capacity(listed.len());
+        for c in &listed {
+            if let Some(done) = self.exited.get(&c.id) {
+                containers.push(done.clone());
+                continue;
+            }
+            match runtime.container_status(&c.id).await {
+                Ok(status) => {
+                    if status.state == ContainerState::Exited {
+                        self.exited.insert(status.id.clone(), status.clone());
+                    }
+                    containers.push(status);
+                }
+                // Removed between the list and the status call.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let listed_ids: BTreeSet<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+        self.exited.retain(|id, _| listed_ids.contains(id.as_str()));
+        self.exit_seen
+            .retain(|id, _| listed_ids.contains(id.as_str()));
+        let mut state = PodRuntimeState {
+            uid: self.uid.clone(),
+            sandboxes,
+            containers,
+        };
+        state.sort();
+        Ok(state)
+    }
+
+    /// Bring the pod closer to its spec. Returns when the worker should look again at the
+    /// latest, if sooner than the periodic resync (a backoff running out, a retry).
+    pub(super) async fn sync(&mut self, pod: &Pod) -> Option<Duration> {
+        let now = Instant::now();
+        let observed = match self.observe().await {
+            Ok(o) => o,
+            Err(err) => {
+                warn!(error = %err, "cannot observe pod in the runtime; will retry");
+                return Some(RETRY);
+            }
+        };
+        for c in &observed.containers {
+            if c.state == ContainerState::Exited {
+                self.exit_seen.entry(c.id.clone()).or_insert(now);
+            }
+        }
+        let mut next_wake: Option<Duration> = None;
+        let mut wake_in = |d: Duration| {
+            next_wake = Some(next_wake.map_or(d, |w: Duration| w.min(d)));
+        };
+
+        let volumes = match self.setup_volumes(pod).await {
+            Ok(v) => v,
+            Err(err) => {
+                self.ctx.event(
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedMount",
+                    err.to_string(),
+                );
+                for c in pod_containers(pod) {
+                    if observed.latest_container(&c.name).is_none() {
+                        self.waiting.insert(
+                            c.name.clone(),
+                            waiting(reason::CONTAINER_CREATING, err.to_string()),
+                        );
+                    }
+                }
+                self.update_status(pod, &observed, false);
+                return Some(RETRY);
+            }
+        };
+
+        // Which restarts CrashLoopBackOff holds back now.
+        let mut in_backoff = BTreeSet::new();
+        for c in pod_containers(pod) {
+            let Some(latest) = observed.latest_container(&c.name) else {
+                continue;
+            };
+            if latest.state != ContainerState::Exited || !planner::should_restart(pod, Some(latest))
+            {
+                continue;
+            }
+            let exited_at = self.exit_seen.get(&latest.id).copied().unwrap_or(now);
+            if let Some(left) = self
+                .crash_backoff
+                .remaining(&backoff_key(c), exited_at, now)
+            {
+                let delay = self
+                    .crash_backoff
+                    .delay(&backoff_key(c))
+                    .unwrap_or_default();
+                in_backoff.insert(c.name.clone());
+                self.waiting.insert(
+                    c.name.clone(),
+                    waiting(
+                        reason::CRASH_LOOP,
+                        format!(
+                            "back-off {} restarting failed container={} pod={}",
+                            format_delay(delay),
+                            c.name,
+                            pod_name(pod)
+                        ),
+                    ),
+                );
+                wake_in(left);
+            }
+        }
+
+        let actions = planner::plan(PlanInput {
+            pod,
+            observed: &observed,
+            in_backoff: &in_backoff,
+            liveness_failed: &BTreeSet::new(),
+            startup_failed: &BTreeSet::new(),
+        });
+        debug!(?actions, "planned");
+        for name in &actions.backing_off {
+            self.ctx.event(
+                pod,
+                Some(name),
+                EventType::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {name} in pod {}",
+                    pod_name(pod)
+                ),
+            );
+        }
+        let acted = actions.kill_pod
+            || actions.create_sandbox
+            || !actions.kill.is_empty()
+            || !actions.start.is_empty();
+
+        if actions.kill_pod {
+            self.kill_pod(Some(pod), &observed, grace_period(Some(pod), &observed))
+                .await;
+        }
+        let mut sandbox_id = actions.sandbox_id.clone();
+        if actions.create_sandbox {
+            match self.create_sandbox(pod, actions.sandbox_attempt).await {
+                Ok(id) => sandbox_id = Some(id),
+                Err(err) => {
+                    self.ctx.event(
+                        pod,
+                        None,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {err}"),
+                    );
+                    let observed = self.observe().await.unwrap_or(observed);
+                    self.update_status(pod, &observed, false);
+                    return Some(RETRY);
+                }
+            }
+        }
+        let grace = grace_period(Some(pod), &observed);
+        for kill in &actions.kill {
+            self.ctx.event(
+                pod,
+                Some(&kill.name),
+                EventType::Normal,
+                "Killing",
+                kill.reason.message(&kill.name),
+            );
+            if let Err(err) = self.ctx.runtime.stop_container(&kill.id, grace).await {
+                warn!(container = %kill.name, error = %err, "stop failed");
+            }
+        }
+        if let Some(sandbox_id) = &sandbox_id {
+            let sandbox_config =
+                spec::sandbox_config(pod, actions.sandbox_attempt, &self.ctx.config.spec);
+            for start in &actions.start {
+                let span = info_span!("container", container = %start.name);
+                self.start_container(pod, sandbox_id, &sandbox_config, start, &observed, &volumes)
+                    .instrument(span)
+                    .await;
+            }
+            if sandbox_id != self.pod_ips.as_ref().map_or("", |(id, _)| id.as_str()) {
+                self.refresh_ips(pod, sandbox_id).await;
+            }
+        }
+        for (image, _) in self.pull_errors.iter() {
+            if let Some(left) = self.pull_backoff.remaining_since_last(image, now) {
+                wake_in(left);
+            }
+        }
+        // CrashLoopBackOff stays only while the backoff lasts; other reasons go when the
+        // container starts.
+        self.waiting
+            .retain(|name, w| w.reason != reason::CRASH_LOOP || in_backoff.contains(name));
+
+        let observed = if acted {
+            self.observe().await.unwrap_or(observed)
+        } else {
+            observed
+        };
+        self.update_status(pod, &observed, false);
+        next_wake
+    }
+
+    async fn start_container(
+        &mut self,
+        pod: &Pod,
+        sandbox_id: &str,
+        sandbox_config: &crate::runtime::PodSandboxConfig,
+        start: &ContainerStart,
+        observed: &PodRuntimeState,
+        volumes: &BTreeMap<String, MountedVolume>,
+    ) {
+        let spec = pod.spec.as_ref();
+        let container = if start.init {
+            spec.and_then(|s| s.init_containers.as_ref())
+                .and_then(|c| c.get(start.index))
+        } else {
+            spec.and_then(|s| s.containers.get(start.index))
+        };
+        let Some(container) = container else {
+            return;
+        };
+        let name = container.name.as_str();
+        // A restart after an exit counts towards CrashLoopBackOff, from when it exited.
+        if let Some(previous) = observed
+            .latest_container(name)
+            .filter(|c| c.state == ContainerState::Exited)
+        {
+            let exited_at = self
+                .exit_seen
+                .get(&previous.id)
+                .copied()
+                .unwrap_or_else(Instant::now);
+            self.crash_backoff.next(&backoff_key(container), exited_at);
+        }
+        if let Err(w) = self.ensure_image(pod, container).await {
+            self.waiting.insert(name.to_string(), w);
+            return;
+        }
+        let mounts = match container_mounts(container, volumes) {
+            Ok(m) => m,
+            Err(message) => {
+                self.fail_start(pod, name, reason::CREATE_CONFIG, message);
+                return;
+            }
+        };
+        let config = match spec::container_config(
+            pod,
+            container,
+            start.restart_count,
+            mounts,
+            &self.ctx.config.spec,
+        ) {
+            Ok(c) => c,
+            Err(message) => {
+                self.fail_start(pod, name, reason::CREATE_CONFIG, message);
+                return;
+            }
+        };
+        let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(name);
+        if let Err(err) = tokio::fs::create_dir_all(&log_dir).await {
+            warn!(path = %log_dir.display(), error = %err, "cannot create container log directory");
+        }
+        let id = match self
+            .ctx
+            .runtime
+            .create_container(sandbox_id, &config, sandbox_config)
+            .await
+        {
+            Ok(id) => id,
+            Err(err) => {
+                self.fail_start(pod, name, reason::CREATE, err.to_string());
+                return;
+            }
+        };
+        self.ctx.event(
+            pod,
+            Some(name),
+            EventType::Normal,
+            "Created",
+            format!("Created container {name}"),
+        );
+        if let Err(err) = self.ctx.runtime.start_container(&id).await {
+            self.fail_start(pod, name, reason::RUN, err.to_string());
+            return;
+        }
+        self.ctx.event(
+            pod,
+            Some(name),
+            EventType::Normal,
+            "Started",
+            format!("Started container {name}"),
+        );
+        self.waiting.remove(name);
+    }
+
+    fn fail_start(&mut self, pod: &Pod, name: &str, why: &str, message: String) {
+        warn!(container = %name, reason = why, %message, "container not started");
+        self.ctx.event(
+            pod,
+            Some(name),
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
+        self.waiting.insert(name.to_string(), waiting(why, message));
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, String> {
+        let config = spec::sandbox_config(pod, attempt, &self.ctx.config.spec);
+        if attempt > 0 {
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Normal,
+                "SandboxChanged",
+                "Pod sandbox changed, it will be killed and re-created.".to_string(),
+            );
+        }
+        tokio::fs::create_dir_all(&config.log_directory)
+            .await
+            .map_err(|e| format!("creating log directory {}: {e}", config.log_directory))?;
+        let id = self
+            .ctx
+            .runtime
+            .run_pod_sandbox(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.pod_ips = None;
+        self.refresh_ips(pod, &id).await;
+        Ok(id)
+    }
+
+    /// Ask the network plugin for the pod IPs of a sandbox (setting up its network when the
+    /// plugin does that).
+    async fn refresh_ips(&mut self, pod: &Pod, sandbox_id: &str) {
+        let status = match self.ctx.runtime.pod_sandbox_status(sandbox_id).await {
+            Ok(s) => s,
+            Err(err) => {
+                warn!(sandbox = %sandbox_id, error = %err, "sandbox status failed");
+                return;
+            }
+        };
+        if status.network == NamespaceMode::Node {
+            self.pod_ips = Some((sandbox_id.to_string(), self.ctx.config.node_ips.clone()));
+            return;
+        }
+        let ctx = network_context(pod, &status);
+        match self.ctx.network.setup(&ctx).await {
+            Ok(net) => self.pod_ips = Some((sandbox_id.to_string(), net.ips)),
+            Err(err) => {
+                warn!(sandbox = %sandbox_id, error = %err, "pod network setup failed");
+                self.ctx.event(
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to set up the pod network: {err}"),
+                );
+            }
+        }
+    }
+
+    /// Compute the pod status and report it if it changed.
+    pub(super) fn update_status(
+        &mut self,
+        pod: &Pod,
+        observed: &PodRuntimeState,
+        terminating: bool,
+    ) {
+        let no_probes = BTreeMap::new();
+        let pod_ips: &[String] = self
+            .pod_ips
+            .as_ref()
+            .filter(|(id, _)| observed.ready_sandbox().is_some_and(|s| &s.id == id))
+            .map_or(&[], |(_, ips)| ips.as_slice());
+        let status = status::compute_pod_status(&StatusInput {
+            pod,
+            observed,
+            waiting: &self.waiting,
+            readiness: &no_probes,
+            started: &no_probes,
+            previous: self.last_status.as_ref(),
+            pod_ips,
+            host_ips: &self.ctx.config.node_ips,
+            terminating,
+            runtime_name: &self.ctx.runtime_name,
+            now: Timestamp::now(),
+        });
+        if self.last_status.as_ref() != Some(&status) {
+            self.ctx.shared.set_pod(pod, Some(status.clone()));
+            self.ctx.report_status(pod, &status);
+            self.last_status = Some(status);
+        } else {
+            self.ctx.shared.set_pod(pod, None);
+        }
+    }
+}
+
+/// The network context of a sandbox.
+pub(super) fn network_context(
+    pod: &Pod,
+    sandbox: &crate::runtime::PodSandboxStatus,
+) -> NetworkContext {
+    NetworkContext {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        sandbox_id: sandbox.id.clone(),
+        netns_path: sandbox.netns_path.clone(),
+        network: sandbox.network,
+        runtime_ips: sandbox.ips.clone(),
+        port_mappings: Vec::new(),
+    }
+}
+
+/// The grace period for stopping a pod's containers: the deletion's, capped by the spec's, or
+/// what the containers recorded when the pod spec is gone; at least 2 s as the reference.
+pub(super) fn grace_period(pod: Option<&Pod>, observed: &PodRuntimeState) -> Duration {
+    const MINIMUM: i64 = 2;
+    let spec_grace = pod
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.termination_grace_period_seconds);
+    let deletion_grace = pod.and_then(|p| p.metadata.deletion_grace_period_seconds);
+    let recorded = observed.containers.iter().find_map(|c| {
+        c.annotations
+            .get(labels::POD_TERMINATION_GRACE_PERIOD)
+            .and_then(|v| v.parse::<i64>().ok())
+    });
+    let seconds = match (deletion_grace, spec_grace) {
+        (Some(d), Some(s)) => d.min(s),
+        (Some(d), None) => d,
+        (None, Some(s)) => s,
+        (None, None) => recorded.unwrap_or(30),
+    };
+    Duration::from_secs(u64::try_from(seconds.max(MINIMUM)).unwrap_or(2))
+}
+
+/// The container's volume mounts, resolved to host paths.
+fn container_mounts(
+    container: &Container,
+    volumes: &BTreeMap<String, MountedVolume>,
+) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::new();
+    for (i, vm) in container.volume_mounts.iter().flatten().enumerate() {
+        let Some(volume) = volumes.get(&vm.name) else {
+            return Err(format!(
+                "spec.containers{{{}}}.volumeMounts[{i}].name: volume {:?} not found",
+                container.name, vm.name
+            ));
+        };
+        let mut host_path = volume.host_path.clone();
+        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let sub = std::path::Path::new(sub);
+            if sub.is_absolute()
+                || sub
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(format!(
+                    "spec.containers{{{}}}.volumeMounts[{i}].subPath: must be a relative path without '..'",
+                    container.name
+                ));
+            }
+            host_path = host_path.join(sub);
+        }
+        let propagation = match vm.mount_propagation.as_deref() {
+            Some("HostToContainer") => crate::runtime::MountPropagation::HostToContainer,
+            Some("Bidirectional") => crate::runtime::MountPropagation::Bidirectional,
+            _ => crate::runtime::MountPropagation::Private,
+        };
+        mounts.push(Mount {
+            container_path: vm.mount_path.clone(),
+            host_path: host_path.to_string_lossy().into_owned(),
+            readonly: vm.read_only.unwrap_or(false) || volume.read_only,
+            propagation,
+        });
+    }
+    Ok(mounts)
+}
+
+/// `10s`, `1m20s`, `5m0s`, as Go prints durations in the reference's messages.
+fn format_delay(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}

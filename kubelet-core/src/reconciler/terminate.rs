@@ -1,0 +1,211 @@
+//! Stopping a pod: graceful stop of its containers within the grace period, then the sandbox,
+//! its network, the containers and sandboxes removed, volumes torn down, the pod's
+//! directories and cgroups cleaned.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Pod;
+use tracing::{info, warn};
+
+use super::state::PodRuntimeState;
+use super::sync::{grace_period, network_context, pod_name};
+use super::worker::PodWorker;
+use crate::reporter::EventType;
+use crate::runtime::{ContainerState, SandboxState};
+
+/// How long termination waits before trying the runtime again when it is unreachable.
+const RETRY: Duration = Duration::from_secs(2);
+
+impl PodWorker {
+    /// Stop every running container (concurrently, each with `grace`) and every ready sandbox.
+    pub(super) async fn kill_pod(
+        &mut self,
+        pod: Option<&Pod>,
+        observed: &PodRuntimeState,
+        grace: Duration,
+    ) {
+        let runtime = &self.ctx.runtime;
+        let stops = observed.running_containers().map(|c| {
+            if let Some(pod) = pod {
+                self.ctx.event(
+                    pod,
+                    Some(&c.metadata.name),
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {}", c.metadata.name),
+                );
+            }
+            async move {
+                if let Err(err) = runtime.stop_container(&c.id, grace).await {
+                    warn!(container = %c.metadata.name, error = %err, "stop failed");
+                }
+            }
+        });
+        join_all(stops).await;
+        for sandbox in observed
+            .sandboxes
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready)
+        {
+            if let Some(pod) = pod {
+                let status = runtime.pod_sandbox_status(&sandbox.id).await;
+                let status = status.as_ref().unwrap_or(sandbox);
+                if let Err(err) = self
+                    .ctx
+                    .network
+                    .teardown(&network_context(pod, status))
+                    .await
+                {
+                    warn!(sandbox = %sandbox.id, error = %err, "network teardown failed");
+                }
+            }
+            if let Err(err) = runtime.stop_pod_sandbox(&sandbox.id).await {
+                warn!(sandbox = %sandbox.id, error = %err, "stopping sandbox failed");
+            }
+        }
+    }
+
+    /// Terminate the pod for good and clean up after it. `pod` is `None` for an orphan found
+    /// in the runtime that no source wants.
+    pub(super) async fn terminate(&mut self, pod: Option<&Pod>) {
+        let observed = loop {
+            match self.observe().await {
+                Ok(o) => break o,
+                Err(err) => {
+                    warn!(error = %err, "cannot observe pod to terminate it; will retry");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        };
+        let grace = grace_period(pod, &observed);
+        info!(
+            pod = %pod.map(pod_name).unwrap_or_else(|| self.uid.clone()),
+            grace_seconds = grace.as_secs(),
+            "terminating pod"
+        );
+        self.kill_pod(pod, &observed, grace).await;
+        if let Some(pod) = pod {
+            // The final status: every container stopped.
+            let stopped = self.observe().await.unwrap_or(observed.clone());
+            self.update_status(pod, &stopped, true);
+        }
+        let runtime = &self.ctx.runtime;
+        for c in &observed.containers {
+            if c.state == ContainerState::Running {
+                // A container that did not stop in time is killed by its stop call; try
+                // once more without grace before removing it.
+                let _ = runtime.stop_container(&c.id, Duration::ZERO).await;
+            }
+            if let Err(err) = runtime.remove_container(&c.id).await {
+                warn!(container = %c.metadata.name, error = %err, "removing container failed");
+            }
+        }
+        for s in &observed.sandboxes {
+            if let Err(err) = runtime.remove_pod_sandbox(&s.id).await {
+                warn!(sandbox = %s.id, error = %err, "removing sandbox failed");
+            }
+        }
+        self.teardown_volumes(pod).await;
+        let pod_dir = self.pod_dir();
+        if let Err(err) = remove_unmounted_dir(&pod_dir).await {
+            warn!(path = %pod_dir.display(), error = %err, "pod directory not removed");
+        }
+        if let Some(pod) = pod {
+            let logs = Path::new(&self.ctx.config.spec.pod_logs_root).join(format!(
+                "{}_{}_{}",
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                self.uid
+            ));
+            if let Err(err) = remove_unmounted_dir(&logs).await {
+                warn!(path = %logs.display(), error = %err, "pod log directory not removed");
+            }
+        }
+        if let Some(root) = &self.ctx.config.cgroup_fs_root {
+            let parents = [
+                format!("pod{}", self.uid),
+                format!("burstable/pod{}", self.uid),
+                format!("besteffort/pod{}", self.uid),
+            ];
+            for parent in parents {
+                remove_pod_cgroup(root, &self.ctx.config.spec.cgroup_root, &parent).await;
+            }
+        }
+        self.ctx.shared.remove_pod(&self.uid);
+        if let Some(pod) = pod
+            && let Err(err) = self.ctx.reporter.pod_removed(pod).await
+        {
+            warn!(error = %err, "reporting the pod's removal failed");
+        }
+        info!(uid = %self.uid, "pod terminated and removed");
+    }
+
+    /// `<root-dir>/pods/<uid>`.
+    pub(super) fn pod_dir(&self) -> PathBuf {
+        self.ctx.config.root_dir.join("pods").join(&self.uid)
+    }
+}
+
+/// Remove a directory tree unless something is mounted below it (removing through a mount
+/// would delete the mounted data).
+async fn remove_unmounted_dir(dir: &Path) -> std::io::Result<()> {
+    if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
+        return Ok(());
+    }
+    let mountinfo = tokio::fs::read_to_string("/proc/self/mountinfo")
+        .await
+        .unwrap_or_default();
+    let prefix = dir.to_string_lossy();
+    let mounted = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mount_point| mount_point.starts_with(prefix.as_ref()));
+    if mounted {
+        return Err(std::io::Error::other("a mount is still active below it"));
+    }
+    tokio::fs::remove_dir_all(dir).await
+}
+
+/// Remove the pod's cgroup directory in every hierarchy (`<root>/<controller>/<cgroup
+/// root>/<parent>` for cgroups v1, and the unified one). The runtime removes the containers'
+/// cgroups but leaves the pod's.
+async fn remove_pod_cgroup(fs_root: &Path, cgroup_root: &str, parent: &str) {
+    let relative = format!("{}/{}", cgroup_root.trim_matches('/'), parent);
+    let mut hierarchies = vec![fs_root.to_path_buf()];
+    if let Ok(mut entries) = tokio::fs::read_dir(fs_root).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                hierarchies.push(entry.path());
+            }
+        }
+    }
+    for hierarchy in hierarchies {
+        let dir = hierarchy.join(&relative);
+        if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+            remove_cgroup_tree(&dir).await;
+        }
+    }
+}
+
+/// cgroup directories are removed bottom-up with rmdir; their files cannot be deleted.
+async fn remove_cgroup_tree(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut order = Vec::new();
+    while let Some(d) = stack.pop() {
+        if let Ok(mut entries) = tokio::fs::read_dir(&d).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+        order.push(d);
+    }
+    for d in order.into_iter().rev() {
+        if let Err(err) = tokio::fs::remove_dir(&d).await {
+            warn!(path = %d.display(), error = %err, "pod cgroup not removed");
+        }
+    }
+}

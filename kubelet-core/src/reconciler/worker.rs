@@ -1,0 +1,147 @@
+//! Pod workers: one task per pod UID. Updates coalesce (the newest desired state wins); a
+//! worker syncs its pod until the pod is no longer wanted, then terminates it and ends. A
+//! worker is the only writer of its pod's runtime state, and never waits on another pod.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, info_span};
+
+use super::backoff::Backoff;
+use super::context::WorkerContext;
+use super::status::ContainerWaiting;
+use crate::runtime::ContainerStatus;
+
+/// What a worker is told: the newest desired pod (`None`: the pod must go) and a counter
+/// bumped whenever something about the pod changed in the runtime.
+#[derive(Debug, Clone, Default)]
+struct WorkerInput {
+    desired: Option<Pod>,
+    wakes: u64,
+}
+
+/// The dispatcher's end of a worker.
+pub(super) struct WorkerHandle {
+    tx: watch::Sender<WorkerInput>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Start a worker for `uid`. When it has terminated the pod it sends `uid` on `done`.
+    pub fn spawn(
+        ctx: Arc<WorkerContext>,
+        uid: String,
+        desired: Option<Pod>,
+        done: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        let (tx, rx) = watch::channel(WorkerInput { desired, wakes: 0 });
+        let span = info_span!("pod_worker", uid = %uid, pod = tracing::field::Empty);
+        let worker = PodWorker::new(ctx, uid);
+        let task = tokio::spawn(worker.run(rx, done).instrument(span));
+        Self { tx, task }
+    }
+
+    /// Replace the desired pod; the worker acts on the newest one it sees.
+    pub fn update(&self, desired: Option<Pod>) {
+        self.tx.send_modify(|input| input.desired = desired);
+    }
+
+    /// Make the worker look at its pod again.
+    pub fn wake(&self) {
+        self.tx
+            .send_modify(|input| input.wakes = input.wakes.wrapping_add(1));
+    }
+
+    /// Stop the worker where it is (kubelet shutdown: pods keep running).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// A pod must go when no source wants it or it is being deleted.
+fn is_terminating(desired: Option<&Pod>) -> bool {
+    desired.is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+}
+
+/// The state of one pod worker.
+pub(super) struct PodWorker {
+    pub ctx: Arc<WorkerContext>,
+    pub uid: String,
+    /// CrashLoopBackOff, keyed by container name and spec hash.
+    pub crash_backoff: Backoff,
+    /// Image pull backoff, keyed by image.
+    pub pull_backoff: Backoff,
+    /// The last pull error per image, for the ImagePullBackOff message.
+    pub pull_errors: HashMap<String, String>,
+    /// When the worker first saw each container exited (backoff counts from there).
+    pub exit_seen: HashMap<String, Instant>,
+    /// Statuses of exited containers, which never change again.
+    pub exited: HashMap<String, ContainerStatus>,
+    /// Why containers are waiting, by container name.
+    pub waiting: BTreeMap<String, ContainerWaiting>,
+    /// Sandbox ID and the pod IPs found for it.
+    pub pod_ips: Option<(String, Vec<String>)>,
+    /// The status last computed.
+    pub last_status: Option<PodStatus>,
+    /// The pod as last synced.
+    last_pod: Option<Pod>,
+}
+
+impl PodWorker {
+    fn new(ctx: Arc<WorkerContext>, uid: String) -> Self {
+        Self {
+            ctx,
+            uid,
+            crash_backoff: Backoff::crash_loop(),
+            pull_backoff: Backoff::image_pull(),
+            pull_errors: HashMap::new(),
+            exit_seen: HashMap::new(),
+            exited: HashMap::new(),
+            waiting: BTreeMap::new(),
+            pod_ips: None,
+            last_status: None,
+            last_pod: None,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: watch::Receiver<WorkerInput>,
+        done: mpsc::UnboundedSender<String>,
+    ) {
+        loop {
+            let desired = rx.borrow_and_update().desired.clone();
+            let pod = match desired {
+                Some(pod) if !is_terminating(Some(&pod)) => pod,
+                other => {
+                    // A pod removed from its source is stopped as its last spec says.
+                    let pod = other.or_else(|| self.last_pod.take());
+                    self.terminate(pod.as_ref()).await;
+                    let _ = done.send(self.uid.clone());
+                    return;
+                }
+            };
+            let name = format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            tracing::Span::current().record("pod", name.as_str());
+            let next = self.sync(&pod).await;
+            self.last_pod = Some(pod);
+            let wait = next
+                .unwrap_or(self.ctx.config.sync_frequency)
+                .min(self.ctx.config.sync_frequency)
+                .max(Duration::from_millis(10));
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The `Runtime` seam: pod sandboxes, containers, images, exec and stats.
+//!
+//! The types mirror the CRI v1 API closely (so that the CRI implementation is a thin mapping)
+//! but are plain Rust types, so that other runtimes (Wasm, VMs, fakes) need no protobuf.
+//! Timestamps are nanoseconds since the Unix epoch, as in CRI.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::RuntimeError;
+
+/// Result of a runtime call.
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+/// Identity of a pod sandbox: the pod it belongs to and how many times it was recreated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxMetadata {
+    /// Pod name.
+    pub name: String,
+    /// Pod UID.
+    pub uid: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// How many sandboxes were created for this pod before this one.
+    pub attempt: u32,
+}
+
+/// A port a container or pod exposes, possibly mapped to a host port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: Protocol,
+    /// Port inside the container.
+    pub container_port: i32,
+    /// Port on the host (0 when not mapped).
+    pub host_port: i32,
+    /// Host IP to bind (empty: all).
+    pub host_ip: String,
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+/// DNS settings handed to the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name server addresses.
+    pub servers: Vec<String>,
+    /// Search domains.
+    pub searches: Vec<String>,
+    /// resolv.conf options.
+    pub options: Vec<String>,
+}
+
+/// Namespace mode of a pod sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NamespaceMode {
+    /// A namespace of the pod's own.
+    #[default]
+    Pod,
+    /// The host's namespace.
+    Node,
+}
+
+/// Everything the runtime needs to create a pod sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSandboxConfig {
+    /// Pod identity.
+    pub metadata: SandboxMetadata,
+    /// Hostname; must be empty with host networking.
+    pub hostname: String,
+    /// Directory where the pod's container logs go.
+    pub log_directory: String,
+    /// DNS configuration.
+    pub dns_config: Option<DnsConfig>,
+    /// Ports to map from the host.
+    pub port_mappings: Vec<PortMapping>,
+    /// Labels the kubelet sets (and reads back when adopting).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of the pod.
+    pub annotations: BTreeMap<String, String>,
+    /// cgroup parent directory for the pod (derived from the QoS class).
+    pub cgroup_parent: String,
+    /// Network namespace mode.
+    pub network: NamespaceMode,
+    /// PID namespace mode.
+    pub pid: NamespaceMode,
+    /// IPC namespace mode.
+    pub ipc: NamespaceMode,
+    /// Namespaced sysctls.
+    pub sysctls: BTreeMap<String, String>,
+    /// Run the sandbox privileged (needed when any container is privileged).
+    pub privileged: bool,
+    /// Runtime handler (RuntimeClass), empty for the default.
+    pub runtime_handler: String,
+}
+
+/// State of a pod sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SandboxState {
+    /// The sandbox is running.
+    Ready,
+    /// The sandbox is stopped or broken.
+    #[default]
+    NotReady,
+}
+
+/// What the runtime reports of a pod sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSandboxStatus {
+    /// Sandbox ID.
+    pub id: String,
+    /// Pod identity.
+    pub metadata: SandboxMetadata,
+    /// State.
+    pub state: SandboxState,
+    /// Creation time (ns since epoch).
+    pub created_at: i64,
+    /// IPs of the sandbox, primary first (empty with host networking or before setup).
+    pub ips: Vec<String>,
+    /// Network namespace path, when the runtime reports it (used by network plugins).
+    pub netns_path: Option<String>,
+    /// Network namespace mode the sandbox was created with.
+    pub network: NamespaceMode,
+    /// Labels set at creation.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations set at creation.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Identity of a container inside its sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerMetadata {
+    /// Container name from the pod spec.
+    pub name: String,
+    /// How many times this container was created before in this sandbox.
+    pub attempt: u32,
+}
+
+/// A key/value environment variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyValue {
+    /// Variable name.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// How a mount propagates between host and container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MountPropagation {
+    /// No propagation.
+    #[default]
+    Private,
+    /// Host to container.
+    HostToContainer,
+    /// Both ways.
+    Bidirectional,
+}
+
+/// A bind mount into a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// Path inside the container.
+    pub container_path: String,
+    /// Path on the host.
+    pub host_path: String,
+    /// Mount read-only.
+    pub readonly: bool,
+    /// Propagation mode.
+    pub propagation: MountPropagation,
+}
+
+/// Linux resource settings of a container, as the CRI carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinuxResources {
+    /// CPU CFS period in microseconds (0: runtime default).
+    pub cpu_period: i64,
+    /// CPU CFS quota in microseconds (0: none).
+    pub cpu_quota: i64,
+    /// CPU shares (relative weight).
+    pub cpu_shares: i64,
+    /// Memory limit in bytes (0: none).
+    pub memory_limit_in_bytes: i64,
+    /// OOM score adjustment.
+    pub oom_score_adj: i64,
+}
+
+/// Capabilities to add or drop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Added capabilities (without the `CAP_` prefix, as in the pod spec).
+    pub add: Vec<String>,
+    /// Dropped capabilities.
+    pub drop: Vec<String>,
+}
+
+/// Linux security settings of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinuxSecurityContext {
+    /// UID to run as.
+    pub run_as_user: Option<i64>,
+    /// GID to run as.
+    pub run_as_group: Option<i64>,
+    /// Supplemental groups.
+    pub supplemental_groups: Vec<i64>,
+    /// Run privileged.
+    pub privileged: bool,
+    /// Mount the root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// Capabilities.
+    pub capabilities: Option<Capabilities>,
+    /// Disallow privilege escalation.
+    pub no_new_privs: bool,
+    /// Host network/PID/IPC namespaces, copied from the sandbox.
+    pub namespace_network: NamespaceMode,
+    /// PID namespace mode.
+    pub namespace_pid: NamespaceMode,
+    /// IPC namespace mode.
+    pub namespace_ipc: NamespaceMode,
+}
+
+/// Everything the runtime needs to create a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// Name and attempt.
+    pub metadata: ContainerMetadata,
+    /// Image reference, as resolved by the image service.
+    pub image: String,
+    /// Entrypoint (the pod spec's `command`).
+    pub command: Vec<String>,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// Environment.
+    pub envs: Vec<KeyValue>,
+    /// Mounts.
+    pub mounts: Vec<Mount>,
+    /// Labels the kubelet sets (pod and container identity).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations the kubelet sets (spec hash, restart count, termination settings).
+    pub annotations: BTreeMap<String, String>,
+    /// Log path relative to the sandbox's log directory.
+    pub log_path: String,
+    /// Keep stdin open.
+    pub stdin: bool,
+    /// Close stdin after the first attach.
+    pub stdin_once: bool,
+    /// Allocate a TTY.
+    pub tty: bool,
+    /// Resources.
+    pub resources: LinuxResources,
+    /// Security settings.
+    pub security: LinuxSecurityContext,
+}
+
+/// State of a container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited.
+    Exited,
+    /// The runtime does not know.
+    #[default]
+    Unknown,
+}
+
+/// What the runtime reports of a container. A list call may leave the detail fields (exit
+/// code, times other than creation, reason, message) empty; [`Runtime::container_status`]
+/// fills them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Container ID.
+    pub id: String,
+    /// Sandbox the container belongs to.
+    pub sandbox_id: String,
+    /// Name and attempt.
+    pub metadata: ContainerMetadata,
+    /// State.
+    pub state: ContainerState,
+    /// Creation time (ns since epoch).
+    pub created_at: i64,
+    /// Start time (ns since epoch, 0 if never started).
+    pub started_at: i64,
+    /// Finish time (ns since epoch, 0 if not finished).
+    pub finished_at: i64,
+    /// Exit code (valid when exited).
+    pub exit_code: i32,
+    /// Image spec the container was created from.
+    pub image: String,
+    /// Resolved image reference (digest).
+    pub image_ref: String,
+    /// Short reason, e.g. `OOMKilled`, `Completed`, `Error`.
+    pub reason: String,
+    /// Longer message.
+    pub message: String,
+    /// Labels set at creation.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations set at creation.
+    pub annotations: BTreeMap<String, String>,
+    /// Absolute log path, if any.
+    pub log_path: String,
+}
+
+/// An image known to the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Image ID.
+    pub id: String,
+    /// Tags.
+    pub repo_tags: Vec<String>,
+    /// Digests.
+    pub repo_digests: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether the image is pinned (never garbage collected).
+    pub pinned: bool,
+}
+
+/// Registry credentials for a pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Base64 `user:password`.
+    pub auth: String,
+    /// Server address.
+    pub server_address: String,
+    /// Identity token.
+    pub identity_token: String,
+    /// Registry token.
+    pub registry_token: String,
+}
+
+/// Output of a synchronous exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// Exit code.
+    pub exit_code: i32,
+}
+
+/// Resource usage of one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// Container ID.
+    pub id: String,
+    /// Container name and attempt.
+    pub metadata: ContainerMetadata,
+    /// When the sample was taken (ns since epoch).
+    pub timestamp: i64,
+    /// Cumulative CPU time in nanoseconds.
+    pub cpu_usage_core_nanoseconds: Option<u64>,
+    /// Memory working set in bytes.
+    pub memory_working_set_bytes: Option<u64>,
+    /// Bytes used by the container's writable layer.
+    pub writable_layer_used_bytes: Option<u64>,
+}
+
+/// Which sandboxes or containers a list call returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only those of the pod with this UID (the `io.kubernetes.pod.uid` label).
+    pub pod_uid: Option<String>,
+}
+
+impl ListFilter {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only what belongs to one pod.
+    pub fn pod(uid: impl Into<String>) -> Self {
+        Self {
+            pod_uid: Some(uid.into()),
+        }
+    }
+}
+
+/// Name and version of the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// e.g. `containerd`.
+    pub runtime_name: String,
+    /// e.g. `1.6.20`.
+    pub runtime_version: String,
+    /// API version, e.g. `v1`.
+    pub runtime_api_version: String,
+}
+
+/// A container runtime. One implementation per runtime family: CRI (`kubelet-cri`), the
+/// in-memory fake (`testing` feature), or an embedder's own.
+///
+/// Calls are independent and may run concurrently; the reconciler guarantees that only one
+/// pod worker touches a given pod's sandboxes and containers at a time.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Name and version of the runtime (for node info).
+    async fn version(&self) -> RuntimeResult<RuntimeVersion>;
+
+    /// Create and start a pod sandbox; returns its ID.
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String>;
+    /// Stop a sandbox and any container in it. Stopping a stopped sandbox succeeds.
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> RuntimeResult<()>;
+    /// Remove a sandbox and its containers. Removing an absent sandbox succeeds.
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> RuntimeResult<()>;
+    /// Status of one sandbox.
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> RuntimeResult<PodSandboxStatus>;
+    /// Sandboxes matching the filter (IPs and netns may be left empty; ask
+    /// `pod_sandbox_status` for them).
+    async fn list_pod_sandboxes(&self, filter: &ListFilter)
+    -> RuntimeResult<Vec<PodSandboxStatus>>;
+
+    /// Create a container in a sandbox; returns its ID.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox_config: &PodSandboxConfig,
+    ) -> RuntimeResult<String>;
+    /// Start a created container.
+    async fn start_container(&self, container_id: &str) -> RuntimeResult<()>;
+    /// Stop a container: SIGTERM, then SIGKILL after `timeout`. Stopping an exited container
+    /// succeeds.
+    async fn stop_container(&self, container_id: &str, timeout: Duration) -> RuntimeResult<()>;
+    /// Remove a container. Removing an absent container succeeds.
+    async fn remove_container(&self, container_id: &str) -> RuntimeResult<()>;
+    /// Full status of one container.
+    async fn container_status(&self, container_id: &str) -> RuntimeResult<ContainerStatus>;
+    /// Containers matching the filter (detail fields may be empty; see [`ContainerStatus`]).
+    async fn list_containers(&self, filter: &ListFilter) -> RuntimeResult<Vec<ContainerStatus>>;
+
+    /// The image if present on the node, `None` if absent.
+    async fn image_status(&self, image: &str) -> RuntimeResult<Option<ImageInfo>>;
+    /// Pull an image; returns the resolved image reference.
+    async fn pull_image(&self, image: &str, auth: Option<&AuthConfig>) -> RuntimeResult<String>;
+    /// All images on the node.
+    async fn list_images(&self) -> RuntimeResult<Vec<ImageInfo>>;
+    /// Remove an image. Removing an absent image succeeds.
+    async fn remove_image(&self, image: &str) -> RuntimeResult<()>;
+
+    /// Run a command in a running container and wait for it, at most `timeout`
+    /// ([`RuntimeError::DeadlineExceeded`] past it).
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> RuntimeResult<ExecResult>;
+
+    /// Usage of one container (`None` if the runtime has no sample).
+    async fn container_stats(&self, container_id: &str) -> RuntimeResult<Option<ContainerStats>>;
+    /// Usage of all containers.
+    async fn list_container_stats(&self) -> RuntimeResult<Vec<ContainerStats>>;
+}
