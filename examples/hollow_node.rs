@@ -40,14 +40,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let handle = kubelet.handle();
     let pods = (0..count)
-        .map(|i| pod(format!("pod-{i}")).container(container("app", IMAGE)).build())
+        .map(|i| {
+            pod(format!("pod-{i}"))
+                .container(container("app", IMAGE))
+                .build()
+        })
         .collect();
     sender.snapshot(pods);
     let run = tokio::spawn(kubelet.run(tokio::time::sleep(Duration::from_secs(5))));
     run.await??;
     let mut phases = std::collections::BTreeMap::<String, usize>::new();
     for p in handle.pods() {
-        let phase = p.status.and_then(|s| s.phase).unwrap_or_else(|| "Unknown".into());
+        let phase = p
+            .status
+            .and_then(|s| s.phase)
+            .unwrap_or_else(|| "Unknown".into());
         *phases.entry(phase).or_default() += 1;
     }
     println!("{count} pods on a hollow node after 5 s: {phases:?}");

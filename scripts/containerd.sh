@@ -113,17 +113,36 @@ stop() {
 	if [ ! -f "$DIR/bridge.preexisting" ]; then
 		ip link delete "$BRIDGE" 2>/dev/null || true
 	fi
+	# iptables: first the rules of this network (CNI DEL removes them, unless a sandbox was
+	# not removed), then the CNI chains that appeared since start and are now idle (shared
+	# chains with only the static rules portmap and firewall put there, per-attachment chains
+	# nothing jumps to). Chains holding someone else's rules stay.
+	subnet_prefix=${SUBNET%%.0.0/*}
+	for table in filter nat; do
+		iptables -w -t "$table" -S | grep '^-A ' |
+			grep -F -e "name: \\\"$NETWORK\\\"" -e " $subnet_prefix." | sed 's/^-A/-D/' |
+			while read -r rule; do
+				eval iptables -w -t "$table" "$rule" 2>/dev/null || true
+			done
+	done
 	if [ -f "$DIR/chains.preexisting" ]; then
 		cni_chains | while read -r table chain; do
 			grep -qx "$table $chain" "$DIR/chains.preexisting" && continue
-			# Remove the jumps into the chain first, then the chain.
+			case $chain in
+			CNI-FORWARD | CNI-ADMIN | CNI-HOSTPORT-DNAT | CNI-HOSTPORT-SETMARK | CNI-HOSTPORT-MASQ)
+				busy=$(iptables -w -t "$table" -S "$chain" | grep '^-A ' |
+					grep -v -e '-j CNI-ADMIN' -e '0x2000/0x2000' || true)
+				;;
+			*)
+				# A per-attachment chain nothing jumps to any more is an orphan.
+				busy=$(iptables -w -t "$table" -S | grep -- "-j $chain\$" || true)
+				;;
+			esac
+			[ -z "$busy" ] || continue
 			iptables -w -t "$table" -S | grep -- "-j $chain\$" | sed 's/^-A/-D/' | while read -r rule; do
 				eval iptables -w -t "$table" "$rule" 2>/dev/null || true
 			done
 			iptables -w -t "$table" -F "$chain" 2>/dev/null || true
-		done
-		cni_chains | while read -r table chain; do
-			grep -qx "$table $chain" "$DIR/chains.preexisting" && continue
 			iptables -w -t "$table" -X "$chain" 2>/dev/null || true
 		done
 	fi

@@ -24,6 +24,22 @@ pub fn load_settings(flags: &Flags) -> Result<Settings, ConfigError> {
     })
 }
 
+/// An error with its causes, `a: b: c`, leaving out causes its message already contains
+/// (many errors repeat their source's text).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// The tracing level for a reference-style `--v` verbosity: 0-2 info, 3-4 debug, 5+ trace.
 pub fn level_for_verbosity(verbosity: u8) -> tracing::Level {
     match verbosity {
@@ -43,6 +59,7 @@ pub fn init_logging(verbosity: u8) {
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -50,6 +67,21 @@ pub fn init_logging(verbosity: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_adds_new_causes_only() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("middle: inner")]
+        struct Middle(#[source] std::io::Error);
+
+        let err = Outer(Middle(std::io::Error::other("inner")));
+        assert_eq!(error_chain(&err), "outer: middle: inner");
+        let err = Outer(Middle(std::io::Error::other("root cause")));
+        assert_eq!(error_chain(&err), "outer: middle: inner: root cause");
+    }
 
     #[test]
     fn verbosity_maps_onto_levels() {

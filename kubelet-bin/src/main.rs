@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     let settings = match kubelet_bin::load_settings(&flags) {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("kubelet: invalid configuration: {e}");
+            eprintln!(
+                "kubelet: invalid configuration: {}",
+                kubelet_bin::error_chain(&e)
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -26,7 +29,7 @@ fn main() -> ExitCode {
     match runtime.block_on(kubelet_bin::wiring::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubelet: {e}");
+            eprintln!("kubelet: {}", kubelet_bin::error_chain(&e));
             ExitCode::FAILURE
         }
     }

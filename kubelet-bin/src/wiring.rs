@@ -20,14 +20,17 @@ use crate::server::{Server, ServerError};
 #[derive(Debug, Error)]
 pub enum WiringError {
     /// The container runtime could not be reached.
-    // CriError names the endpoint already.
+    // CriError names the endpoint already; `detail` is its whole cause chain, so that the
+    // root cause (e.g. "No such file or directory") comes before the hint.
     #[error(
-        "cannot use the container runtime: {source} (is it running, and is \
+        "cannot use the container runtime: {detail} (is it running, and is \
          --container-runtime-endpoint / containerRuntimeEndpoint right?)"
     )]
     Runtime {
         /// The endpoint tried.
         endpoint: String,
+        /// The error and its causes, as text.
+        detail: String,
         /// The underlying error.
         #[source]
         source: CriError,
@@ -54,22 +57,25 @@ pub enum WiringError {
 /// The reconciler's settings derived from the daemon's.
 pub fn kubelet_config(settings: &Settings, node_ips: Vec<IpAddr>) -> KubeletConfig {
     let mut config = KubeletConfig::new(settings.node_name.clone());
+    // containerd leaves the pod cgroups it made under the cgroupfs driver; the kubelet
+    // removes them when the pod goes.
+    config.cgroup_fs_root = Some("/sys/fs/cgroup".into());
     config.root_dir = settings.root_dir.clone();
     config.sync_frequency = settings.sync_frequency;
     config.node_ips = node_ips.iter().map(ToString::to_string).collect();
-    config.spec = SpecSettings {
-        pod_logs_root: settings.pod_logs_dir.to_string_lossy().into_owned(),
-        cgroup_root: settings.pods_cgroup(),
-        cluster_dns: settings
-            .cluster_dns
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        cluster_domain: settings.cluster_domain.clone(),
-        node_memory_capacity: crate::machine::memory_capacity(),
-        node_cpu_capacity_milli: crate::machine::cpu_capacity_milli(),
-        ..SpecSettings::default()
-    };
+    // Field by field on top of the defaults, so that settings added to SpecSettings later
+    // keep their defaults here.
+    let spec: &mut SpecSettings = &mut config.spec;
+    spec.pod_logs_root = settings.pod_logs_dir.to_string_lossy().into_owned();
+    spec.cgroup_root = settings.pods_cgroup();
+    spec.cluster_dns = settings
+        .cluster_dns
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    spec.cluster_domain = settings.cluster_domain.clone();
+    spec.node_memory_capacity = crate::machine::memory_capacity();
+    spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli();
     config
 }
 
@@ -115,6 +121,7 @@ pub async fn connect_runtime(settings: &Settings) -> Result<CriRuntime, WiringEr
         .await
         .map_err(|source| WiringError::Runtime {
             endpoint: settings.container_runtime_endpoint.clone(),
+            detail: crate::error_chain(&source),
             source,
         })
 }
@@ -224,4 +231,62 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     }
     tracing::info!("kubelet stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::flags::Flags;
+
+    fn settings(args: &[&str]) -> Settings {
+        let flags =
+            Flags::try_parse_from(std::iter::once("kubelet").chain(args.iter().copied())).unwrap();
+        Settings::resolve(&flags, None, || Ok("host-1".to_string())).unwrap()
+    }
+
+    #[test]
+    fn kubelet_config_carries_the_settings() {
+        let s = settings(&[
+            "--root-dir=/data/kubelet",
+            "--sync-frequency=30s",
+            "--cgroup-root=/edge",
+            "--cluster-dns=10.96.0.10",
+            "--cluster-domain=cluster.local",
+        ]);
+        let config = kubelet_config(&s, vec!["10.0.0.5".parse().unwrap()]);
+        assert_eq!(config.node_name, "host-1");
+        assert_eq!(config.root_dir, std::path::PathBuf::from("/data/kubelet"));
+        assert_eq!(config.sync_frequency, std::time::Duration::from_secs(30));
+        assert_eq!(config.node_ips, ["10.0.0.5"]);
+        assert_eq!(config.spec.pod_logs_root, "/var/log/pods");
+        assert_eq!(config.spec.cgroup_root, "/edge/kubepods");
+        assert_eq!(config.spec.cluster_dns, ["10.96.0.10"]);
+        assert_eq!(config.spec.cluster_domain, "cluster.local");
+        // This machine has memory and CPUs; the values come from /proc and /sys.
+        assert!(config.spec.node_memory_capacity > 0);
+        assert!(config.spec.node_cpu_capacity_milli >= 1000);
+    }
+
+    #[test]
+    fn sources_follow_the_settings() {
+        assert!(sources(&settings(&[])).unwrap().is_empty());
+        let both = sources(&settings(&[
+            "--pod-manifest-path=/etc/kubernetes/manifests",
+            "--manifest-url=http://127.0.0.1:1/pods",
+            "--manifest-url-header=Authorization:Bearer x",
+        ]))
+        .unwrap();
+        let names: Vec<&str> = both.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["file", "http"]);
+
+        let err = sources(&settings(&[
+            "--manifest-url=http://127.0.0.1:1/pods",
+            "--manifest-url-header=Bad Name:x",
+        ]))
+        .err()
+        .unwrap();
+        assert!(err.to_string().starts_with("pod source http: "), "{err}");
+    }
 }

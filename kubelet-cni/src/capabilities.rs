@@ -199,56 +199,12 @@ pub fn bandwidth_from_annotations(
     }))
 }
 
-/// A non-negative integer quantity with an optional SI (`k`, `M`, `G`, `T`, `P`, `E`) or
-/// binary (`Ki` ... `Ei`) suffix; a fraction is allowed when the result is whole.
+/// A rate quantity (`10M`, `1Gi`) in whole units, parsed as Kubernetes parses quantities.
 fn parse_rate(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let mult: u64 = match suffix {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        other => return Err(format!("{s:?}: unknown suffix {other:?}")),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() {
-        return Err(format!("{s:?}: not a quantity"));
-    }
-    let int: u64 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| format!("{s:?}: not a quantity"))?
-    };
-    let mut value = int
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?}: too large"))?;
-    if !frac.is_empty() {
-        let digits = u32::try_from(frac.len()).map_err(|_| format!("{s:?}: not a quantity"))?;
-        let scale = 10u64
-            .checked_pow(digits)
-            .ok_or_else(|| format!("{s:?}: too precise"))?;
-        let f: u64 = frac.parse().map_err(|_| format!("{s:?}: not a quantity"))?;
-        let scaled = u128::from(f) * u128::from(mult);
-        // Round up as the reference does for fractional units.
-        let part = scaled.div_ceil(u128::from(scale));
-        value = value
-            .checked_add(u64::try_from(part).map_err(|_| format!("{s:?}: too large"))?)
-            .ok_or_else(|| format!("{s:?}: too large"))?;
-    }
-    Ok(value)
+    let q =
+        kubelet_core::k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.trim().to_string());
+    let value = kubelet_core::quantity::parse_units(&q)?;
+    u64::try_from(value).map_err(|_| format!("{s:?}: must not be negative"))
 }
 
 #[cfg(test)]
@@ -279,7 +235,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let cases: &[(&[(&str, bool)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, bool)], Option<&'a str>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[("portMappings", false)], None),
             (&[("dns", true)], None),

@@ -325,10 +325,11 @@ impl Cni {
                 continue;
             }
             tracing::info!(network = %net.name, container = %entry.container_id, ifname = %entry.if_name, "GC: deleting stale attachment");
-            let netns = Path::new(&entry.netns)
-                .exists()
-                .then(|| entry.netns.clone())
-                .unwrap_or_default();
+            let netns = if Path::new(&entry.netns).exists() {
+                entry.netns.clone()
+            } else {
+                String::new()
+            };
             if let Err(e) = self.del_cached(&entry, Some(&netns)).await {
                 tracing::warn!(error = %e, "GC: deleting stale attachment failed");
                 first_err.get_or_insert(e);
@@ -381,11 +382,7 @@ impl Cni {
     pub async fn validate(&self, net: &NetworkConfigList) -> Result<(), CniError> {
         for plugin in &net.plugins {
             let info = self.version(&plugin.plugin_type, &net.cni_version).await?;
-            if !info
-                .supported_versions
-                .iter()
-                .any(|v| *v == net.cni_version)
-            {
+            if !info.supported_versions.contains(&net.cni_version) {
                 return Err(CniError::NotSupported {
                     network: net.name.clone(),
                     command: "ADD".into(),

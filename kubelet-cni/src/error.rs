@@ -192,7 +192,7 @@ pub enum CniError {
         /// CNI command (ADD, DEL, ...).
         command: String,
         /// The error the plugin reported.
-        error: PluginError,
+        error: Box<PluginError>,
     },
     /// The plugin failed without a parseable CNI error object.
     #[error("plugin {plugin} {command} failed ({status}): {output}")]

@@ -219,7 +219,7 @@ fn plugin_failure(plugin: &str, command: Command, output: &std::process::Output)
         return CniError::Plugin {
             plugin: plugin.to_string(),
             command: command.as_str().to_string(),
-            error,
+            error: Box::new(error),
         };
     }
     let text = if output.stdout.iter().any(|b| !b.is_ascii_whitespace()) {
@@ -247,7 +247,8 @@ mod tests {
 
     #[test]
     fn spec_error_objects() {
-        let cases: &[(&str, Option<(ErrorCode, &str, &str)>)] = &[
+        type Case<'a> = (&'a str, Option<(ErrorCode, &'a str, &'a str)>);
+        let cases: &[Case] = &[
             (
                 r#"{"cniVersion":"1.0.0","code":7,"msg":"Invalid Configuration","details":"Network 192.168.0.0/31 too small"}"#,
                 Some((

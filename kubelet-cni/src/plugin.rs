@@ -220,6 +220,13 @@ impl CniNetworkPlugin {
             args,
             runtime_config: RuntimeConfig {
                 port_mappings,
+                bandwidth: match crate::capabilities::bandwidth_from_annotations(&ctx.annotations) {
+                    Ok(b) => b,
+                    Err(err) => {
+                        tracing::warn!(pod = %ctx.name, namespace = %ctx.namespace, error = %err, "bandwidth annotation ignored");
+                        None
+                    }
+                },
                 dns: self.config.dns.clone(),
                 ip_ranges: self.config.ip_ranges.clone(),
                 ..Default::default()
@@ -280,6 +287,18 @@ impl CniNetworkPlugin {
                 .collect();
             self.cni.gc(&self.loopback, &lo).await?;
         }
+        // Namespaces this plugin made for sandboxes that are gone.
+        if let Ok(entries) = std::fs::read_dir(&self.config.netns_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(id) = name.strip_prefix(NETNS_PREFIX) else {
+                    continue;
+                };
+                if !live_sandboxes.iter().any(|s| s == id) {
+                    self.remove_managed_netns(id).await?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -298,6 +317,12 @@ impl NetworkPlugin for CniNetworkPlugin {
 
     async fn ready(&self) -> Result<(), NetworkError> {
         let net = self.current()?;
+        for plugin in &net.plugins {
+            self.cni
+                .exec()
+                .find(&plugin.plugin_type)
+                .map_err(|e| NetworkError::NotReady(format!("network {}: {e}", net.name)))?;
+        }
         self.cni
             .status(&net)
             .await

@@ -227,13 +227,11 @@ fn parse_ips(
         };
         let (address, prefix) = parse_cidr(address, &format!("{field}.address"))?;
         if version < Version::V1_0_0 {
-            // 0.3.x/0.4.0 require the family, and it must match the address.
+            // 0.3.x/0.4.0 name the family; plugins built on the 1.x libraries leave it out
+            // when they convert down, so it is checked only when present.
             let family = opt_str(obj, "version", &field)?;
             let want = if address.is_ipv4() { "4" } else { "6" };
-            if family.is_empty() {
-                return Err(format!("{field}.version: missing"));
-            }
-            if family != want {
+            if !family.is_empty() && family != want {
                 return Err(format!(
                     "{field}.version: {family:?} does not match address {address}"
                 ));
@@ -385,6 +383,14 @@ mod tests {
                 0,
                 1,
             ),
+            // What Debian's loopback prints for 0.3.1: no `version` in `ips`.
+            (
+                r#"{"cniVersion":"0.3.1","interfaces":[{"name":"lo","sandbox":"/x"}],"ips":[{"interface":0,"address":"127.0.0.1/8"},{"interface":0,"address":"::1/128"}],"dns":{}}"#,
+                "0.3.1",
+                &["127.0.0.1", "::1"],
+                1,
+                0,
+            ),
             // No cniVersion: read as the version the plugin was invoked with.
             (
                 r#"{"ips":[{"address":"10.0.0.9/8"}]}"#,
@@ -447,10 +453,6 @@ mod tests {
             (
                 r#"{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/24","gateway":"x"}]}"#,
                 "ips[0].gateway: \"x\" is not an IP address",
-            ),
-            (
-                r#"{"cniVersion":"0.4.0","ips":[{"address":"10.0.0.1/24"}]}"#,
-                "ips[0].version: missing",
             ),
             (
                 r#"{"cniVersion":"0.3.1","ips":[{"version":"6","address":"10.0.0.1/24"}]}"#,

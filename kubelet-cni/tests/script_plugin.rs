@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use kubelet_cni::config::ConfigFormat;
 use kubelet_cni::{
-    Attachment, Bandwidth, Cni, CniError, CniNetworkPlugin, CniPluginConfig, ErrorCode, NetworkConfigList,
-    PortMapping, RuntimeConfig, ValidAttachment,
+    Attachment, Bandwidth, Cni, CniError, CniNetworkPlugin, CniPluginConfig, ErrorCode,
+    NetworkConfigList, PortMapping, RuntimeConfig, ValidAttachment,
 };
 use kubelet_core::runtime::NamespaceMode;
 use kubelet_core::{NetworkContext, NetworkError, NetworkPlugin};
@@ -82,11 +82,13 @@ impl Env {
     }
 
     fn flag(&self, name: &str) {
-        std::fs::write(self.dir.path().join("state").join(name), "").unwrap_or_else(|e| panic!("{name}: {e}"));
+        std::fs::write(self.dir.path().join("state").join(name), "")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 
     fn unflag(&self, name: &str) {
-        std::fs::remove_file(self.dir.path().join("state").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        std::fs::remove_file(self.dir.path().join("state").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 
     fn calls(&self) -> Vec<Call> {
@@ -113,8 +115,12 @@ impl Env {
 }
 
 fn net(text: &str) -> NetworkConfigList {
-    NetworkConfigList::parse(text.as_bytes(), Path::new("test.conflist"), ConfigFormat::List)
-        .unwrap_or_else(|e| panic!("{e}"))
+    NetworkConfigList::parse(
+        text.as_bytes(),
+        Path::new("test.conflist"),
+        ConfigFormat::List,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn two_plugins(version: &str) -> NetworkConfigList {
@@ -130,7 +136,10 @@ fn attachment(id: &str) -> Attachment {
         container_id: id.into(),
         netns: format!("/var/run/netns/{id}"),
         ifname: "eth0".into(),
-        args: vec![("IgnoreUnknown".into(), "1".into()), ("K8S_POD_NAME".into(), "web".into())],
+        args: vec![
+            ("IgnoreUnknown".into(), "1".into()),
+            ("K8S_POD_NAME".into(), "web".into()),
+        ],
         runtime_config: RuntimeConfig {
             port_mappings: vec![PortMapping {
                 host_port: 8080,
@@ -149,16 +158,27 @@ fn attachment(id: &str) -> Attachment {
 }
 
 fn commands(calls: &[Call]) -> Vec<String> {
-    calls.iter().map(|c| format!("{} {}", c.plugin, c.command)).collect()
+    calls
+        .iter()
+        .map(|c| format!("{} {}", c.plugin, c.command))
+        .collect()
 }
 
 #[tokio::test]
 async fn add_chains_prev_result_with_spec_environment() {
     let env = Env::new();
     let n = two_plugins("1.1.0");
-    let result = env.cni.add(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    let result = env
+        .cni
+        .add(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let ips: Vec<String> = result.pod_ips().iter().map(ToString::to_string).collect();
-    assert_eq!(ips, ["10.123.0.5", "fd00:123::5"], "the last plugin's result is the chain's");
+    assert_eq!(
+        ips,
+        ["10.123.0.5", "fd00:123::5"],
+        "the last plugin's result is the chain's"
+    );
 
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testa ADD", "testb ADD"]);
@@ -177,11 +197,24 @@ async fn add_chains_prev_result_with_spec_environment() {
         a.stdin["runtimeConfig"],
         json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]})
     );
-    assert_eq!(b.stdin["runtimeConfig"], json!({"bandwidth":{"ingressRate":1000000,"ingressBurst":2000000}}));
-    assert_eq!(b.stdin["prevResult"]["ips"], json!([{"address":"10.123.0.5/24","interface":0}]));
-    assert_eq!(b.stdin["prevResult"]["interfaces"][0]["sandbox"], "/var/run/netns/c1");
+    assert_eq!(
+        b.stdin["runtimeConfig"],
+        json!({"bandwidth":{"ingressRate":1000000,"ingressBurst":2000000}})
+    );
+    assert_eq!(
+        b.stdin["prevResult"]["ips"],
+        json!([{"address":"10.123.0.5/24","interface":0}])
+    );
+    assert_eq!(
+        b.stdin["prevResult"]["interfaces"][0]["sandbox"],
+        "/var/run/netns/c1"
+    );
 
-    let cached = env.cni.cache().load("scripted", "c1", "eth0").unwrap_or_else(|e| panic!("{e}"));
+    let cached = env
+        .cni
+        .cache()
+        .load("scripted", "c1", "eth0")
+        .unwrap_or_else(|e| panic!("{e}"));
     let cached = cached.unwrap_or_else(|| panic!("no cache entry"));
     assert_eq!(cached.result, Some(result.raw.clone()));
     assert_eq!(cached.netns, "/var/run/netns/c1");
@@ -192,38 +225,71 @@ async fn add_chains_prev_result_with_spec_environment() {
 async fn del_runs_in_reverse_with_the_cached_result_and_is_repeatable() {
     let env = Env::new();
     let n = two_plugins("1.0.0");
-    let result = env.cni.add(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    let result = env
+        .cni
+        .add(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.calls();
 
-    env.cni.del(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .del(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testb DEL", "testa DEL"]);
     for c in &calls {
         assert_eq!(c.stdin["prevResult"], result.raw, "{c:?}");
         assert_eq!(c.container, "c1");
     }
-    assert_eq!(calls[1].stdin["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
-    assert!(env.cni.cache().load("scripted", "c1", "eth0").ok().flatten().is_none());
+    assert_eq!(
+        calls[1].stdin["runtimeConfig"]["portMappings"][0]["hostPort"],
+        8080
+    );
+    assert!(
+        env.cni
+            .cache()
+            .load("scripted", "c1", "eth0")
+            .ok()
+            .flatten()
+            .is_none()
+    );
 
     // A second DEL: no cache, so no prevResult, and still success.
-    env.cni.del(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .del(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testb DEL", "testa DEL"]);
     assert!(calls.iter().all(|c| c.stdin.get("prevResult").is_none()));
 
     // Before 0.4.0 DEL gets no prevResult even with a cache entry.
     let old = two_plugins("0.3.1");
-    env.cni.add(&old, &attachment("c2")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .add(&old, &attachment("c2"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.calls();
-    env.cni.del(&old, &attachment("c2")).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(env.calls().iter().all(|c| c.stdin.get("prevResult").is_none()));
+    env.cni
+        .del(&old, &attachment("c2"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        env.calls()
+            .iter()
+            .all(|c| c.stdin.get("prevResult").is_none())
+    );
 }
 
 #[tokio::test]
 async fn del_cached_uses_what_add_used() {
     let env = Env::new();
     let n = two_plugins("1.0.0");
-    env.cni.add(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .add(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.calls();
     let entry = env
         .cni
@@ -232,12 +298,18 @@ async fn del_cached_uses_what_add_used() {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("no cache entry"));
-    env.cni.del_cached(&entry, Some("")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .del_cached(&entry, Some(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testb DEL", "testa DEL"]);
     assert_eq!(calls[0].netns, "", "netns overridden because it is gone");
     assert_eq!(calls[0].args, "IgnoreUnknown=1;K8S_POD_NAME=web");
-    assert_eq!(calls[0].stdin["runtimeConfig"]["bandwidth"]["ingressRate"], 1_000_000);
+    assert_eq!(
+        calls[0].stdin["runtimeConfig"]["bandwidth"]["ingressRate"],
+        1_000_000
+    );
 }
 
 #[tokio::test]
@@ -248,19 +320,33 @@ async fn check_needs_a_cached_result_and_a_recent_version() {
         Err(CniError::NoCachedResult { container_id, .. }) => assert_eq!(container_id, "c1"),
         other => panic!("{other:?}"),
     }
-    let result = env.cni.add(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    let result = env
+        .cni
+        .add(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.calls();
-    env.cni.check(&n, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .check(&n, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testa CHECK", "testb CHECK"]);
     assert!(calls.iter().all(|c| c.stdin["prevResult"] == result.raw));
 
     let mut disabled = n.clone();
     disabled.disable_check = true;
-    env.cni.check(&disabled, &attachment("c1")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .check(&disabled, &attachment("c1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(env.calls().is_empty());
 
-    match env.cni.check(&two_plugins("0.3.1"), &attachment("c1")).await {
+    match env
+        .cni
+        .check(&two_plugins("0.3.1"), &attachment("c1"))
+        .await
+    {
         Err(CniError::NotSupported { command, .. }) => assert_eq!(command, "CHECK"),
         other => panic!("{other:?}"),
     }
@@ -269,21 +355,35 @@ async fn check_needs_a_cached_result_and_a_recent_version() {
 #[tokio::test]
 async fn status_is_1_1_and_reports_unavailability() {
     let env = Env::new();
-    env.cni.status(&two_plugins("1.1.0")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .status(&two_plugins("1.1.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testa STATUS", "testb STATUS"]);
     for c in &calls {
-        assert_eq!((c.container.as_str(), c.netns.as_str(), c.ifname.as_str()), ("unset", "unset", "unset"));
+        assert_eq!(
+            (c.container.as_str(), c.netns.as_str(), c.ifname.as_str()),
+            ("unset", "unset", "unset")
+        );
         assert_eq!(c.stdin["name"], "scripted");
     }
 
     env.flag("unavailable");
-    let err = env.cni.status(&two_plugins("1.1.0")).await.err().unwrap_or_else(|| panic!("no error"));
+    let err = env
+        .cni
+        .status(&two_plugins("1.1.0"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no error"));
     assert_eq!(err.code(), Some(ErrorCode::PluginNotAvailable));
     assert!(err.is_transient());
     // 1.0 has no STATUS: the network counts as ready and no plugin is called.
     env.calls();
-    env.cni.status(&two_plugins("1.0.0")).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .status(&two_plugins("1.0.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(env.calls().is_empty());
 }
 
@@ -292,16 +392,25 @@ async fn gc_deletes_stale_attachments_and_passes_valid_ones() {
     let env = Env::new();
     let n = two_plugins("1.1.0");
     for id in ["c1", "c2"] {
-        env.cni.add(&n, &attachment(id)).await.unwrap_or_else(|e| panic!("{e}"));
+        env.cni
+            .add(&n, &attachment(id))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     env.calls();
     let valid = [ValidAttachment {
         container_id: "c1".into(),
         ifname: "eth0".into(),
     }];
-    env.cni.gc(&n, &valid).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .gc(&n, &valid)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
-    assert_eq!(commands(&calls), ["testb DEL", "testa DEL", "testa GC", "testb GC"]);
+    assert_eq!(
+        commands(&calls),
+        ["testb DEL", "testa DEL", "testa GC", "testb GC"]
+    );
     assert_eq!(calls[0].container, "c2");
     assert_eq!(calls[2].container, "unset");
     assert_eq!(
@@ -321,10 +430,16 @@ async fn gc_deletes_stale_attachments_and_passes_valid_ones() {
     // disableGC: stale cache entries are still detached, plugins get no GC.
     let mut no_gc = n.clone();
     no_gc.disable_gc = true;
-    env.cni.gc(&no_gc, &[]).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .gc(&no_gc, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(commands(&env.calls()), ["testb DEL", "testa DEL"]);
     // 1.0: no GC command either.
-    env.cni.gc(&two_plugins("1.0.0"), &[]).await.unwrap_or_else(|e| panic!("{e}"));
+    env.cni
+        .gc(&two_plugins("1.0.0"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(env.calls().is_empty());
 }
 
@@ -335,7 +450,11 @@ async fn plugin_failures_become_typed_errors() {
 
     env.flag("fail-add-testb");
     match env.cni.add(&n, &attachment("c1")).await {
-        Err(CniError::Plugin { plugin, command, error }) => {
+        Err(CniError::Plugin {
+            plugin,
+            command,
+            error,
+        }) => {
             assert_eq!((plugin.as_str(), command.as_str()), ("testb", "ADD"));
             assert_eq!(error.code, ErrorCode::InvalidNetworkConfig);
             assert_eq!(error.msg, "Invalid Configuration");
@@ -343,7 +462,15 @@ async fn plugin_failures_become_typed_errors() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(env.cni.cache().load("scripted", "c1", "eth0").ok().flatten().is_none(), "no cache for a failed ADD");
+    assert!(
+        env.cni
+            .cache()
+            .load("scripted", "c1", "eth0")
+            .ok()
+            .flatten()
+            .is_none(),
+        "no cache for a failed ADD"
+    );
     env.unflag("fail-add-testb");
 
     env.flag("garbage");
@@ -357,13 +484,19 @@ async fn plugin_failures_become_typed_errors() {
     env.unflag("garbage");
 
     env.flag("slow");
-    let quick = Cni::new(vec![env.bin()], env.dir.path().join("cache")).with_timeout(Duration::from_millis(500));
+    let quick = Cni::new(vec![env.bin()], env.dir.path().join("cache"))
+        .with_timeout(Duration::from_millis(500));
     let start = Instant::now();
     match quick.add(&n, &attachment("c1")).await {
-        Err(CniError::Timeout { plugin, command, .. }) => assert_eq!((plugin.as_str(), command.as_str()), ("testa", "ADD")),
+        Err(CniError::Timeout {
+            plugin, command, ..
+        }) => assert_eq!((plugin.as_str(), command.as_str()), ("testa", "ADD")),
         other => panic!("{other:?}"),
     }
-    assert!(start.elapsed() < Duration::from_secs(10), "the slow plugin was killed");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the slow plugin was killed"
+    );
     env.unflag("slow");
     env.calls();
 
@@ -379,15 +512,28 @@ async fn plugin_failures_become_typed_errors() {
         Err(CniError::InvalidArgument { field, .. }) => assert_eq!(field, "container ID"),
         other => panic!("{other:?}"),
     }
-    assert!(env.calls().is_empty(), "invalid arguments never reach a plugin");
+    assert!(
+        env.calls().is_empty(),
+        "invalid arguments never reach a plugin"
+    );
 }
 
 #[tokio::test]
 async fn version_and_validate() {
     let env = Env::new();
-    let info = env.cni.version("testa", "1.1.0").await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(info.supported_versions, ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]);
-    env.cni.validate(&two_plugins("1.1.0")).await.unwrap_or_else(|e| panic!("{e}"));
+    let info = env
+        .cni
+        .version("testa", "1.1.0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        info.supported_versions,
+        ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+    );
+    env.cni
+        .validate(&two_plugins("1.1.0"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     match env.cni.validate(&two_plugins("0.2.0")).await {
         Err(CniError::NotSupported { reason, .. }) => assert!(reason.contains("testa"), "{reason}"),
         other => panic!("{other:?}"),
@@ -397,12 +543,26 @@ async fn version_and_validate() {
     if !common::require_plugins("version_and_validate") {
         return;
     }
-    let real = Cni::new(vec![PathBuf::from("/usr/lib/cni")], env.dir.path().join("cache"));
-    let info = real.version("bridge", "1.0.0").await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(info.supported_versions.iter().any(|v| v == "1.0.0"), "{info:?}");
+    let real = Cni::new(
+        vec![PathBuf::from("/usr/lib/cni")],
+        env.dir.path().join("cache"),
+    );
+    let info = real
+        .version("bridge", "1.0.0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        info.supported_versions.iter().any(|v| v == "1.0.0"),
+        "{info:?}"
+    );
     let too_new = net(r#"{"cniVersion":"1.1.0","name":"n","plugins":[{"type":"bridge"}]}"#);
-    assert!(matches!(real.validate(&too_new).await, Err(CniError::NotSupported { .. })));
-    let ok = net(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#);
+    assert!(matches!(
+        real.validate(&too_new).await,
+        Err(CniError::NotSupported { .. })
+    ));
+    let ok = net(
+        r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#,
+    );
     real.validate(&ok).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -427,6 +587,7 @@ fn plugin_for(env: &Env) -> CniNetworkPlugin {
 
 fn ctx(id: &str) -> NetworkContext {
     NetworkContext {
+        annotations: Default::default(),
         namespace: "default".into(),
         name: "web".into(),
         uid: "uid-1".into(),
@@ -455,7 +616,10 @@ async fn network_plugin_setup_status_teardown() {
     plugin.ready().await.unwrap_or_else(|e| panic!("{e}"));
     env.calls();
 
-    let status = plugin.setup(&ctx("sb1")).await.unwrap_or_else(|e| panic!("{e}"));
+    let status = plugin
+        .setup(&ctx("sb1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status.ips, ["10.123.0.5", "fd00:123::5"]);
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testa ADD", "testb ADD"]);
@@ -467,33 +631,64 @@ async fn network_plugin_setup_status_teardown() {
         calls[0].stdin["runtimeConfig"],
         json!({"portMappings":[{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]})
     );
-    assert_eq!(plugin.status(&ctx("sb1")).await.map(|s| s.ips).ok(), Some(status.ips.clone()));
-    plugin.check(&ctx("sb1")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plugin.status(&ctx("sb1")).await.map(|s| s.ips).ok(),
+        Some(status.ips.clone())
+    );
+    plugin
+        .check(&ctx("sb1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     env.calls();
 
-    plugin.teardown(&ctx("sb1")).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .teardown(&ctx("sb1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testb DEL", "testa DEL"]);
     assert!(calls[0].stdin.get("prevResult").is_some());
     // Again: nothing cached any more, so a plain DEL with the current configuration.
-    plugin.teardown(&ctx("sb1")).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .teardown(&ctx("sb1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let calls = env.calls();
     assert_eq!(commands(&calls), ["testb DEL", "testa DEL"]);
     assert!(calls[0].stdin.get("prevResult").is_none());
-    assert_eq!(plugin.status(&ctx("sb1")).await.map(|s| s.ips).ok(), Some(vec![]));
+    assert_eq!(
+        plugin.status(&ctx("sb1")).await.map(|s| s.ips).ok(),
+        Some(vec![])
+    );
 
     // A failed ADD is rolled back.
     env.flag("fail-add-testb");
-    let err = plugin.setup(&ctx("sb2")).await.err().unwrap_or_else(|| panic!("setup passed"));
-    assert!(matches!(err, NetworkError::Plugin { ref plugin, .. } if plugin == "testb"), "{err}");
-    assert_eq!(commands(&env.calls()), ["testa ADD", "testb ADD", "testb DEL", "testa DEL"]);
+    let err = plugin
+        .setup(&ctx("sb2"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("setup passed"));
+    assert!(
+        matches!(err, NetworkError::Plugin { ref plugin, .. } if plugin == "testb"),
+        "{err}"
+    );
+    assert_eq!(
+        commands(&env.calls()),
+        ["testa ADD", "testb ADD", "testb DEL", "testa DEL"]
+    );
 
     // Host-network pods are not the plugin's business.
     let mut host = ctx("sb3");
     host.network = NamespaceMode::Node;
     host.runtime_ips = vec!["192.0.2.1".into()];
-    assert_eq!(plugin.setup(&host).await.map(|s| s.ips).ok(), Some(vec!["192.0.2.1".to_string()]));
-    plugin.teardown(&host).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plugin.setup(&host).await.map(|s| s.ips).ok(),
+        Some(vec!["192.0.2.1".to_string()])
+    );
+    plugin
+        .teardown(&host)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(env.calls().is_empty());
 
     env.flag("unavailable");
@@ -515,14 +710,24 @@ async fn broken_config_is_reported_and_changes_are_watched() {
     let plugin = std::sync::Arc::new(plugin_for(&env));
     match plugin.ready().await {
         Err(NetworkError::NotReady(m)) => {
-            assert!(m.contains(&conf.join("05-broken.conflist").display().to_string()), "{m}");
-            assert!(m.contains("plugins[1].capabilities.portMappings: must be a boolean"), "{m}");
+            assert!(
+                m.contains(&conf.join("05-broken.conflist").display().to_string()),
+                "{m}"
+            );
+            assert!(
+                m.contains("plugins[1].capabilities.portMappings: must be a boolean"),
+                "{m}"
+            );
         }
         other => panic!("{other:?}"),
     }
     let watch = plugin.watch().unwrap_or_else(|e| panic!("{e}"));
 
-    write_conf(&conf, "10-good.conflist", r#"{"cniVersion":"1.0.0","name":"good","plugins":[{"type":"testa"}]}"#);
+    write_conf(
+        &conf,
+        "10-good.conflist",
+        r#"{"cniVersion":"1.0.0","name":"good","plugins":[{"type":"testa"}]}"#,
+    );
     common::eventually(Duration::from_secs(10), "the new network", || async {
         plugin.network().is_some_and(|n| n.name == "good")
     })
@@ -530,7 +735,11 @@ async fn broken_config_is_reported_and_changes_are_watched() {
     plugin.ready().await.unwrap_or_else(|e| panic!("{e}"));
 
     // Fixing the lexically first file switches to it.
-    write_conf(&conf, "05-broken.conflist", r#"{"cniVersion":"1.0.0","name":"fixed","plugins":[{"type":"testa"}]}"#);
+    write_conf(
+        &conf,
+        "05-broken.conflist",
+        r#"{"cniVersion":"1.0.0","name":"fixed","plugins":[{"type":"testa"}]}"#,
+    );
     common::eventually(Duration::from_secs(10), "the fixed network", || async {
         plugin.network().is_some_and(|n| n.name == "fixed")
     })
@@ -539,7 +748,32 @@ async fn broken_config_is_reported_and_changes_are_watched() {
     for f in ["05-broken.conflist", "10-good.conflist"] {
         std::fs::remove_file(conf.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
-    common::eventually(Duration::from_secs(10), "no network", || async { plugin.network().is_none() }).await;
-    assert!(matches!(plugin.ready().await, Err(NetworkError::NotReady(_))));
+    common::eventually(Duration::from_secs(10), "no network", || async {
+        plugin.network().is_none()
+    })
+    .await;
+    assert!(matches!(
+        plugin.ready().await,
+        Err(NetworkError::NotReady(_))
+    ));
+
+    // A valid file naming a plugin that is not installed: loaded, but not ready.
+    write_conf(
+        &conf,
+        "20-missing.conflist",
+        r#"{"cniVersion":"1.0.0","name":"missing","plugins":[{"type":"testa"},{"type":"not-installed"}]}"#,
+    );
+    common::eventually(
+        Duration::from_secs(10),
+        "the network with a missing plugin",
+        || async { plugin.network().is_some_and(|n| n.name == "missing") },
+    )
+    .await;
+    match plugin.ready().await {
+        Err(NetworkError::NotReady(m)) => {
+            assert!(m.contains("plugin not-installed: binary not found"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
     watch.abort();
 }

@@ -35,6 +35,7 @@ pub mod runtime;
 pub mod source;
 pub mod sources;
 pub mod volume;
+pub mod volume_plugins;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -45,6 +46,7 @@ pub use reconciler::{Kubelet, KubeletBuilder, KubeletConfig, KubeletError, Kubel
 pub use reporter::{EventType, KubeletEvent, NodeReporter};
 pub use runtime::Runtime;
 pub use source::{PodSource, PodUpdate};
+pub use sources::{ManifestUrlSource, StaticDirSource};
 pub use volume::{MountedVolume, VolumeContext, VolumePlugin};
 
 /// Re-export of the Kubernetes API types this crate speaks, so that embedders use the same

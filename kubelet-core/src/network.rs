@@ -1,5 +1,7 @@
 //! The `NetworkPlugin` seam: give a pod sandbox its network and IPs, tear it down.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::error::NetworkError;
@@ -24,6 +26,9 @@ pub struct NetworkContext {
     pub runtime_ips: Vec<String>,
     /// Port mappings from the pod spec (for plugins with the portMappings capability).
     pub port_mappings: Vec<PortMapping>,
+    /// The pod's annotations (e.g. `kubernetes.io/ingress-bandwidth` for the bandwidth
+    /// capability).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The network state of a pod.

@@ -184,6 +184,13 @@ async fn a_missing_directory_gives_an_empty_first_snapshot_then_is_retried() {
     let pods = next_snapshot(&mut stream).await;
     assert_eq!(names(&pods), ["a-node-a"]);
     assert!(problems.is_empty(), "{:?}", problems.current());
+
+    // Gone again, then back: the watch is set up anew and nothing is lost.
+    std::fs::remove_dir_all(&dir).expect("rmdir");
+    assert!(next_snapshot(&mut stream).await.is_empty());
+    std::fs::create_dir(&dir).expect("mkdir");
+    write(&dir, "b.yaml", &manifest("b", "nginx"));
+    assert_eq!(names(&next_snapshot(&mut stream).await), ["b-node-a"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,6 +263,25 @@ async fn a_filesystem_event_triggers_a_rescan_before_the_period() {
         .expect("a snapshot soon after the file was written");
     match next {
         Some(PodUpdate::Snapshot(pods)) => assert_eq!(names(&pods), ["a-node-a"]),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+
+    // The directory is replaced: the watch follows the new one.
+    let path = dir.path().to_path_buf();
+    std::fs::remove_dir_all(&path).expect("rmdir");
+    let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a snapshot soon after the directory went");
+    assert!(matches!(next, Some(PodUpdate::Snapshot(p)) if p.is_empty()));
+    std::fs::create_dir(&path).expect("mkdir");
+    // While the directory is missing its parent is watched, so its creation wakes the source
+    // (the period is an hour), which then watches the new directory.
+    write(&path, "b.yaml", &manifest("b", "nginx"));
+    let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a snapshot soon after the directory came back");
+    match next {
+        Some(PodUpdate::Snapshot(pods)) => assert_eq!(names(&pods), ["b-node-a"]),
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }

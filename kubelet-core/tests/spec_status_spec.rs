@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities as ApiCapabilities, ConfigMapKeySelector, Container, ContainerPort, EnvVar,
-    EnvVarSource, ObjectFieldSelector, Pod, PodDNSConfig, PodDNSConfigOption, PodSecurityContext,
-    PodSpec, ResourceFieldSelector, ResourceRequirements, SecurityContext, Sysctl,
+    Capabilities as ApiCapabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container,
+    ContainerPort, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodDNSConfig,
+    PodDNSConfigOption, PodSecurityContext, PodSpec, ResourceFieldSelector, ResourceRequirements,
+    SecretEnvSource, SecurityContext, Sysctl,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -442,6 +443,32 @@ fn unresolvable_env_sources_name_the_field() {
         err.starts_with("spec.initContainers[0].env[1].valueFrom"),
         "{err}"
     );
+
+    let mut from_secret = container("app");
+    from_secret.env_from = Some(vec![
+        EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: "optional-cm".into(),
+                optional: Some(true),
+            }),
+            ..Default::default()
+        },
+        EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: "creds".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        },
+    ]);
+    let p = pod(vec![from_secret.clone()]);
+    let err = container_config(&p, &from_secret, 0, vec![], &SpecSettings::default())
+        .expect_err("secret");
+    assert!(
+        err.starts_with("spec.containers[0].envFrom[1].secretRef"),
+        "{err}"
+    );
+    assert!(err.contains("\"creds\""), "{err}");
 
     let mut bad_field = container("app");
     bad_field.env = Some(vec![env_from("X", field_ref("spec.nope"))]);

@@ -1028,3 +1028,36 @@ fn pod_level_fields() {
     assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.10"));
     assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
 }
+
+#[test]
+fn ephemeral_containers_get_statuses_without_probe_flags() {
+    let mut p = pod("Always", &[], &["a"]);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.ephemeral_containers = Some(vec![k8s_openapi::api::core::v1::EphemeralContainer {
+            name: "debug".into(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        }]);
+    }
+    let s = Case::new(p, vec![running("a", 10), running("debug", 20)]).compute();
+    let debug = s
+        .ephemeral_container_statuses
+        .as_ref()
+        .and_then(|v| v.iter().find(|c| c.name == "debug"))
+        .expect("ephemeral status");
+    assert_eq!(state_of(debug), "running");
+    assert!(!debug.ready);
+    assert_eq!(debug.started, None);
+    assert_eq!(
+        phase(&s),
+        "Running",
+        "ephemeral containers do not count for the phase"
+    );
+    assert!(
+        s.container_statuses
+            .iter()
+            .flatten()
+            .all(|c| c.name != "debug"),
+        "not a regular container"
+    );
+}

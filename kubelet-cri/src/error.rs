@@ -79,8 +79,7 @@ fn describe(op: &str, object: &str, status: &tonic::Status) -> String {
 }
 
 fn is_not_found_message(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    lower.contains("not found") || lower.contains("does not exist")
+    message.to_ascii_lowercase().contains("not found")
 }
 
 /// The error for a call that outlived its client-side deadline.

@@ -702,66 +702,114 @@ fn split_rule(line: &str) -> Vec<String> {
     args
 }
 
-/// Remove the CNI chains that appeared while the test containerd ran: first the rules
-/// jumping to them, then their rules, then the chains.
-fn remove_new_chains(before: &BTreeSet<(String, String)>) {
-    let new: Vec<(String, String)> = cni_chains().difference(before).cloned().collect();
-    if new.is_empty() {
-        return;
+fn iptables(table: &str, args: &[String]) -> Result<String, TestEnvError> {
+    let mut full: Vec<&std::ffi::OsStr> = vec!["-w".as_ref(), "-t".as_ref(), table.as_ref()];
+    full.extend(args.iter().map(|a| std::ffi::OsStr::new(a.as_str())));
+    run("iptables", &full)
+}
+
+fn rule_lines(table: &str) -> Vec<Vec<String>> {
+    iptables(table, &["-S".to_string()])
+        .map(|out| {
+            out.lines()
+                .filter(|l| l.starts_with("-A "))
+                .map(split_rule)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn delete_rule(table: &str, mut rule: Vec<String>) {
+    rule[0] = "-D".to_string();
+    if let Err(e) = iptables(table, &rule) {
+        tracing::debug!(error = %e, "test cleanup: deleting iptables rule");
     }
+}
+
+/// Whether a rule belongs to the test network: CNI tags per-attachment rules with the
+/// network name, and the bridge's masquerade rules name the pod subnet.
+fn rule_is_ours(rule: &[String]) -> bool {
+    let subnet_prefix = POD_SUBNET.split(".0.0/").next().unwrap_or(POD_SUBNET);
+    rule.iter().any(|a| {
+        a.contains(&format!("name: \"{NETWORK_NAME}\""))
+            || a.starts_with(&format!("{subnet_prefix}."))
+    })
+}
+
+/// The chains portmap and firewall share between all attachments on a host.
+const SHARED_CHAINS: [&str; 5] = [
+    "CNI-FORWARD",
+    "CNI-ADMIN",
+    "CNI-HOSTPORT-DNAT",
+    "CNI-HOSTPORT-SETMARK",
+    "CNI-HOSTPORT-MASQ",
+];
+
+/// The rules portmap and firewall put in their shared chains whoever uses them; a shared
+/// chain holding only these is idle.
+fn rule_is_static(rule: &[String]) -> bool {
+    let has = |w: &str| rule.iter().any(|a| a == w);
+    (has("-j") && has("CNI-ADMIN"))
+        || (has("--set-xmark") && has("0x2000/0x2000"))
+        || (has("--mark") && has("0x2000/0x2000") && has("MASQUERADE"))
+}
+
+/// Remove what the test network left in iptables. First every rule of the test network
+/// (CNI DEL removes them, unless a sandbox could not be removed). Then the `CNI-*` chains
+/// that appeared while the test containerd ran and are now idle (shared chains holding only
+/// their static rules, per-attachment chains nothing jumps to), with the jumps into them.
+/// Chains that existed before, or that hold someone else's rules (another CNI user on this
+/// host), stay.
+fn remove_new_chains(before: &BTreeSet<(String, String)>) {
     for table in ["filter", "nat"] {
-        let ours: BTreeSet<&str> = new
+        for rule in rule_lines(table).into_iter().filter(|r| rule_is_ours(r)) {
+            delete_rule(table, rule);
+        }
+    }
+    let new: Vec<(String, String)> = cni_chains().difference(before).cloned().collect();
+    for table in ["filter", "nat"] {
+        let rules = rule_lines(table);
+        let jumped_to = |chain: &str| {
+            rules.iter().any(|r| {
+                r.windows(2)
+                    .any(|w| (w[0] == "-j" || w[0] == "-g") && w[1] == chain)
+            })
+        };
+        let idle: BTreeSet<&str> = new
             .iter()
             .filter(|(t, _)| t == table)
             .map(|(_, c)| c.as_str())
+            .filter(|chain| {
+                if SHARED_CHAINS.contains(chain) {
+                    rules
+                        .iter()
+                        .filter(|r| r.get(1).is_some_and(|c| c == chain))
+                        .all(|r| rule_is_static(r))
+                } else {
+                    // A per-attachment chain nothing jumps to any more is an orphan.
+                    !jumped_to(chain)
+                }
+            })
             .collect();
-        if ours.is_empty() {
+        if idle.is_empty() {
             continue;
         }
-        let Ok(rules) = run(
-            "iptables",
-            &["-w".as_ref(), "-t".as_ref(), table.as_ref(), "-S".as_ref()],
-        ) else {
-            continue;
-        };
-        for line in rules.lines().filter(|l| l.starts_with("-A ")) {
-            let mut args = split_rule(line);
-            let jumps_to_ours = args
+        for rule in &rules {
+            let jumps_to_idle = rule
                 .windows(2)
-                .any(|w| (w[0] == "-j" || w[0] == "-g") && ours.contains(w[1].as_str()));
-            let in_ours = args.get(1).is_some_and(|c| ours.contains(c.as_str()));
-            if jumps_to_ours && !in_ours {
-                args[0] = "-D".to_string();
-                let mut full: Vec<std::ffi::OsString> =
-                    vec!["-w".into(), "-t".into(), table.into()];
-                full.extend(args.into_iter().map(Into::into));
-                let refs: Vec<&std::ffi::OsStr> = full.iter().map(|a| a.as_os_str()).collect();
-                let _ = run_quiet("iptables", &refs);
+                .any(|w| (w[0] == "-j" || w[0] == "-g") && idle.contains(w[1].as_str()));
+            if jumps_to_idle {
+                delete_rule(table, rule.clone());
             }
         }
-        for chain in &ours {
-            let _ = run_quiet(
-                "iptables",
-                &[
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    table.as_ref(),
-                    "-F".as_ref(),
-                    chain.as_ref(),
-                ],
-            );
+        for chain in &idle {
+            let _ = iptables(table, &["-F".to_string(), chain.to_string()]);
         }
-        for chain in &ours {
-            let _ = run_quiet(
-                "iptables",
-                &[
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    table.as_ref(),
-                    "-X".as_ref(),
-                    chain.as_ref(),
-                ],
-            );
+        for chain in &idle {
+            // Refused while anything still jumps here: then it is not idle after all.
+            if let Err(e) = iptables(table, &["-X".to_string(), chain.to_string()]) {
+                tracing::debug!(error = %e, "test cleanup: deleting chain");
+            }
         }
     }
 }
@@ -831,6 +879,30 @@ mod tests {
                 "CNI-DN-1"
             ]
         );
+    }
+
+    #[test]
+    fn rules_of_the_test_network_are_recognised() {
+        let ours = split_rule(
+            r#"-A CNI-abc -d 10.89.0.0/16 -m comment --comment "name: \"kubelet-cri-test\" id: \"x\"" -j ACCEPT"#,
+        );
+        assert!(rule_is_ours(&ours));
+        let masq = split_rule(r#"-A POSTROUTING -s 10.89.0.7/32 -j CNI-abc"#);
+        assert!(rule_is_ours(&masq));
+        let theirs = split_rule(
+            r#"-A CNI-def -d 10.77.0.0/16 -m comment --comment "name: \"other\" id: \"y\"" -j ACCEPT"#,
+        );
+        assert!(!rule_is_ours(&theirs));
+        let admin = split_rule(
+            r#"-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN"#,
+        );
+        assert!(rule_is_static(&admin));
+        assert!(rule_is_static(&split_rule(
+            "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE"
+        )));
+        assert!(!rule_is_static(&split_rule(
+            "-A CNI-FORWARD -d 10.77.0.2/32 -j ACCEPT"
+        )));
     }
 
     #[test]

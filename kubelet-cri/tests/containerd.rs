@@ -195,8 +195,10 @@ async fn container_output_lands_in_cri_log_and_exit_is_reported() {
     assert_eq!(status.reason, "Completed");
     assert_eq!(status.sandbox_id, sb);
     assert_eq!(status.metadata.name, "echo");
+    // No order between the two: containerd stamps the start after the task started, and a
+    // container this short may have exited (and been stamped by the shim) before that.
     assert!(
-        status.started_at > 0 && status.finished_at >= status.started_at,
+        status.started_at > 0 && status.finished_at > 0,
         "{status:?}"
     );
     assert!(status.created_at > 0 && status.created_at <= status.started_at);

@@ -126,7 +126,8 @@ impl KubeletBuilder {
         self.reporter = Some(reporter);
         self
     }
-    /// Add a volume plugin (the built-ins are always present).
+    /// Add a volume plugin (the built-ins, emptyDir and hostPath, are always present; a
+    /// plugin added here is asked first).
     pub fn volume_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
         self.volume_plugins.push(plugin);
         self
@@ -147,7 +148,11 @@ impl KubeletBuilder {
                 .network
                 .unwrap_or_else(|| Arc::new(crate::network::RuntimeManagedNetwork)),
             reporter: self.reporter.ok_or(KubeletError::Missing("reporter"))?,
-            volume_plugins: self.volume_plugins,
+            volume_plugins: self
+                .volume_plugins
+                .into_iter()
+                .chain(crate::volume_plugins::builtin())
+                .collect(),
             sources: self.sources,
             shared: Arc::new(super::kubelet_state::Shared::new()),
         })

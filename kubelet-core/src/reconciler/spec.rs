@@ -207,11 +207,15 @@ fn dns_config(pod: &Pod, settings: &SpecSettings) -> Option<DnsConfig> {
     let spec = pod.spec.as_ref()?;
     let host_network = spec.host_network.unwrap_or(false);
     let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    // ClusterFirst on the host network falls back to the host's DNS, as in the reference.
+    let cluster = match policy {
+        "ClusterFirstWithHostNet" => true,
+        "ClusterFirst" => !host_network,
+        _ => false,
+    };
     let mut config = match policy {
         "None" => DnsConfig::default(),
-        "ClusterFirstWithHostNet" | "ClusterFirst"
-            if !(policy == "ClusterFirst" && host_network) && !settings.cluster_dns.is_empty() =>
-        {
+        _ if cluster && !settings.cluster_dns.is_empty() => {
             let mut searches = Vec::new();
             let domain = &settings.cluster_domain;
             if !domain.is_empty() {
@@ -288,6 +292,11 @@ fn protocol(p: Option<&str>) -> Protocol {
 }
 
 /// Ports of the regular containers that ask for a host port, without duplicates.
+/// The host port mappings of a pod's containers (for the sandbox and for CNI's portMappings).
+pub fn sandbox_port_mappings(pod: &Pod) -> Vec<PortMapping> {
+    pod.spec.as_ref().map(port_mappings).unwrap_or_default()
+}
+
 fn port_mappings(spec: &PodSpec) -> Vec<PortMapping> {
     let mut out: Vec<PortMapping> = Vec::new();
     for port in spec

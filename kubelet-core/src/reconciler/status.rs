@@ -163,7 +163,7 @@ pub fn compute_pod_status(input: &StatusInput<'_>) -> PodStatus {
     );
     apply_probe_results(input, &init_specs, &mut init_statuses, true);
     apply_probe_results(input, &regular_specs, &mut statuses, false);
-    apply_probe_results(input, &ephemeral_specs, &mut ephemeral_statuses, false);
+    // Ephemeral containers have no probes; the reference leaves their ready/started unset.
     // The reference orders regular and ephemeral statuses by name, init statuses by spec.
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
     ephemeral_statuses.sort_by(|a, b| a.name.cmp(&b.name));
@@ -345,7 +345,8 @@ fn convert_container(
     let mut status = ApiContainerStatus {
         name: c.metadata.name.clone(),
         restart_count: labels::restart_count_of(&c.annotations),
-        image: if c.image.is_empty() {
+        // The image the user asked for: the runtime may report the resolved image ID instead.
+        image: if c.image.is_empty() || c.image.starts_with("sha256:") {
             spec.image.to_string()
         } else {
             c.image.clone()

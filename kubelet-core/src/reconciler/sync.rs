@@ -479,7 +479,8 @@ pub(super) fn network_context(
         netns_path: sandbox.netns_path.clone(),
         network: sandbox.network,
         runtime_ips: sandbox.ips.clone(),
-        port_mappings: Vec::new(),
+        port_mappings: spec::sandbox_port_mappings(pod),
+        annotations: pod.metadata.annotations.clone().unwrap_or_default(),
     }
 }
 

@@ -153,13 +153,14 @@ impl PodSource for StaticDirSource {
 /// filesystem watcher with it.
 struct DirWatch {
     source: StaticDirSource,
-    watcher: Option<RecommendedWatcher>,
+    /// The active watch and the path it is on: the manifest path itself, or its parent
+    /// while the manifest path does not exist (to notice it being created).
+    watcher: Option<(RecommendedWatcher, PathBuf)>,
     events_tx: mpsc::UnboundedSender<notify::Result<notify::Event>>,
     events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     interval: Interval,
     last: Option<Vec<Pod>>,
     seen: SeenTimes,
-    path_missing: bool,
 }
 
 impl DirWatch {
@@ -176,7 +177,6 @@ impl DirWatch {
             interval,
             last: None,
             seen: SeenTimes::default(),
-            path_missing: false,
         }
     }
 
@@ -189,7 +189,6 @@ impl DirWatch {
             }
             self.ensure_watch();
             let (pods, problems) = self.source.scan(&mut self.seen).await;
-            self.note_missing(&problems);
             self.source.problems.replace(SOURCE_FILE, problems);
             if self.last.as_ref() != Some(&pods) {
                 tracing::debug!(
@@ -246,40 +245,42 @@ impl DirWatch {
         }
     }
 
-    /// Sets up the filesystem watcher when the path exists and none is active. Without one
-    /// (unsupported filesystem, path missing) the periodic rescan still finds every change.
+    /// Watches the manifest path, or its parent while the path does not exist, so that
+    /// both changes inside it and its (re)creation wake the source. Without a watch
+    /// (unsupported filesystem, inotify limits) the periodic rescan still finds every change.
     fn ensure_watch(&mut self) {
-        if self.watcher.is_some() || !self.source.path.exists() {
+        let path = &self.source.path;
+        let target = if path.exists() {
+            path.clone()
+        } else {
+            match path.parent() {
+                Some(parent) if parent.as_os_str().is_empty() => PathBuf::from("."),
+                Some(parent) if parent.exists() => parent.to_path_buf(),
+                _ => {
+                    self.watcher = None;
+                    return;
+                }
+            }
+        };
+        if self.watcher.as_ref().is_some_and(|(_, on)| *on == target) {
             return;
         }
+        self.watcher = None;
         let tx = self.events_tx.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             // The receiver is gone only when the stream was dropped: nothing to tell.
             let _ = tx.send(event);
         };
         match notify::recommended_watcher(handler).and_then(|mut w| {
-            w.watch(&self.source.path, RecursiveMode::NonRecursive)?;
+            w.watch(&target, RecursiveMode::NonRecursive)?;
             Ok(w)
         }) {
-            Ok(w) => self.watcher = Some(w),
+            Ok(w) => self.watcher = Some((w, target)),
             Err(e) => tracing::debug!(
-                path = %self.source.path.display(),
+                path = %target.display(),
                 "cannot watch for changes, relying on the periodic rescan: {e}"
             ),
         }
-    }
-
-    fn note_missing(&mut self, problems: &BTreeMap<String, SourceError>) {
-        let missing = !self.source.path.exists();
-        if missing && !self.path_missing {
-            tracing::info!(
-                path = %self.source.path.display(),
-                ?problems,
-                "static pod path does not exist (yet); rechecking every {:?}",
-                self.source.check_frequency
-            );
-        }
-        self.path_missing = missing;
     }
 }
 

@@ -689,7 +689,13 @@ fn to_value(data: &[u8], origin: &str) -> Result<Value, SourceError> {
     let value: Result<Value, String> = if trimmed.starts_with(b"{") {
         serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))
     } else {
-        serde_saphyr::from_slice(data).map_err(|e| format!("invalid YAML: {e}"))
+        serde_saphyr::from_slice(data).map_err(|e| {
+            // The parser's message carries a multi-line source snippet; the first line
+            // (with line and column) is what belongs in a log line.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!("invalid YAML: {}", first.trim_start_matches("error: "))
+        })
     };
     value.map_err(|message| invalid(origin, "manifest", message))
 }
@@ -1144,6 +1150,19 @@ spec:
             if let Err(err) = prepare(&yaml) {
                 panic!("rejected valid manifest: {err}\n{yaml}");
             }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line_with_a_position() {
+        for (data, want) in [
+            ("apiVersion: v1\nkind: [Pod\n", "line 2"),
+            ("{\"apiVersion\": }", "column"),
+        ] {
+            let err = decode_pod(data.as_bytes(), ORIGIN).expect_err("syntax error");
+            let text = err.to_string();
+            assert_eq!(field_of(&err), "manifest");
+            assert!(!text.contains('\n') && text.contains(want), "{text}");
         }
     }
 
