@@ -623,3 +623,25 @@ async fn a_runtime_outage_restarts_nothing() {
     assert!(node.handle.healthz().is_ok());
     node.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_host_network_pod_keeps_its_sandbox_and_has_the_node_ip() {
+    let rt = runtime();
+    let node = Node::start(rt.clone());
+    let p = pod("hostnet")
+        .host_network()
+        .container(container("app", IMAGE))
+        .build();
+    node.pods.snapshot(vec![p.clone()]);
+    node.until(Duration::from_secs(30), "Running", |n| {
+        n.phase(&uid(&p)).as_deref() == Some("Running")
+    })
+    .await;
+    // CRI lists carry no namespace modes; the sandbox must not look changed on later syncs.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(rt.calls(Method::RunPodSandbox), 1);
+    assert_eq!(rt.calls(Method::CreateContainer), 1);
+    let status = node.reporter.last_pod_status(&uid(&p)).expect("status");
+    assert_eq!(status.pod_ip.as_deref(), Some("192.0.2.10"));
+    node.shutdown().await;
+}

@@ -17,7 +17,7 @@ use crate::error::RuntimeError;
 use crate::labels;
 use crate::network::NetworkContext;
 use crate::reporter::EventType;
-use crate::runtime::{ContainerState, ListFilter, Mount, NamespaceMode};
+use crate::runtime::{ContainerState, ListFilter, Mount, NamespaceMode, SandboxState};
 use crate::volume::MountedVolume;
 
 /// How soon a sync that failed on the runtime is tried again.
@@ -65,7 +65,35 @@ impl PodWorker {
     pub(super) async fn observe(&mut self) -> Result<PodRuntimeState, RuntimeError> {
         let runtime = &self.ctx.runtime;
         let filter = ListFilter::pod(self.uid.clone());
-        let sandboxes = runtime.list_pod_sandboxes(&filter).await?;
+        let mut sandboxes = runtime.list_pod_sandboxes(&filter).await?;
+        // CRI's list carries no namespace modes, IPs or netns: take them from the status of
+        // each ready sandbox, once (they do not change while it lives).
+        for sandbox in sandboxes
+            .iter_mut()
+            .filter(|s| s.state == SandboxState::Ready)
+        {
+            if !self.sandbox_details.contains_key(&sandbox.id) {
+                match runtime.pod_sandbox_status(&sandbox.id).await {
+                    Ok(status) => {
+                        self.sandbox_details.insert(sandbox.id.clone(), status);
+                    }
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(details) = self.sandbox_details.get(&sandbox.id) {
+                sandbox.network = details.network;
+                sandbox.ips = details.ips.clone();
+                sandbox.netns_path = details.netns_path.clone();
+            }
+        }
+        let ready: BTreeSet<&str> = sandboxes
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready)
+            .map(|s| s.id.as_str())
+            .collect();
+        self.sandbox_details
+            .retain(|id, _| ready.contains(id.as_str()));
         let listed = runtime.list_containers(&filter).await?;
         let mut containers = Vec::with_capacity(listed.len());
         for c in &listed {

@@ -15,7 +15,7 @@ use tracing::{Instrument, info_span};
 use super::backoff::Backoff;
 use super::context::WorkerContext;
 use super::status::ContainerWaiting;
-use crate::runtime::ContainerStatus;
+use crate::runtime::{ContainerStatus, PodSandboxStatus};
 
 /// What a worker is told: the newest desired pod (`None`: the pod must go) and a counter
 /// bumped whenever something about the pod changed in the runtime.
@@ -82,6 +82,8 @@ pub(super) struct PodWorker {
     pub exit_seen: HashMap<String, Instant>,
     /// Statuses of exited containers, which never change again.
     pub exited: HashMap<String, ContainerStatus>,
+    /// Status of each ready sandbox, as `PodSandboxStatus` reported it when first seen.
+    pub sandbox_details: HashMap<String, PodSandboxStatus>,
     /// Why containers are waiting, by container name.
     pub waiting: BTreeMap<String, ContainerWaiting>,
     /// Sandbox ID and the pod IPs found for it.
@@ -102,6 +104,7 @@ impl PodWorker {
             pull_errors: HashMap::new(),
             exit_seen: HashMap::new(),
             exited: HashMap::new(),
+            sandbox_details: HashMap::new(),
             waiting: BTreeMap::new(),
             pod_ips: None,
             last_status: None,

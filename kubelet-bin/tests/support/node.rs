@@ -1,0 +1,462 @@
+//! A node for the daemon's end-to-end tests: a real containerd ([`TestContainerd`]), the real
+//! `kubelet` binary as a child process watching a manifest directory of the test's own, and
+//! helpers to read `/pods` and the CRI.
+//!
+//! Dropping a [`TestNode`] kills the kubelet by PID (and prints its log when the test failed);
+//! the containerd guard then removes the sandboxes and everything else it made.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ContainerStatus as K8sContainerStatus, Pod};
+use kubelet_core::Runtime;
+use kubelet_core::runtime::{ContainerStatus, ListFilter, PodSandboxStatus};
+use kubelet_cri::CriRuntime;
+use kubelet_cri::testing::TestContainerd;
+
+/// The node name every test kubelet runs as (`--hostname-override`).
+pub const NODE: &str = "e2e-node";
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(200);
+/// How long the kubelet may take to serve `/pods` after its start.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The kubelet child process; dropping it kills it (SIGKILL, by PID) and reaps it.
+struct KubeletProcess {
+    child: Child,
+}
+
+impl Drop for KubeletProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A containerd, a kubelet daemon over it and the kubelet's directories.
+pub struct TestNode {
+    // Field order is drop order: the kubelet goes first, then containerd (which removes the
+    // sandboxes), then the directories.
+    kubelet: Option<KubeletProcess>,
+    starts: u32,
+    runtime: CriRuntime,
+    containerd: TestContainerd,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Start containerd and the kubelet, and wait until the kubelet serves `/pods`. `None`
+    /// when the test is skipped (the reason was printed).
+    pub async fn start() -> Option<TestNode> {
+        let containerd = TestContainerd::start().await?;
+        let runtime = containerd.runtime().await;
+        let dir = tempfile::Builder::new()
+            .prefix("kubelet-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["manifests", "root", "pod-logs"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("create test dirs");
+        }
+        let port = free_port();
+        let config = format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\n\
+             kind: KubeletConfiguration\n\
+             staticPodPath: {manifests}\n\
+             podLogsDir: {logs}\n\
+             healthzBindAddress: 127.0.0.1\n\
+             healthzPort: {port}\n",
+            manifests = dir.path().join("manifests").display(),
+            logs = dir.path().join("pod-logs").display(),
+        );
+        fs::write(dir.path().join("kubelet.yaml"), config).expect("write kubelet config");
+        let mut node = TestNode {
+            kubelet: None,
+            starts: 0,
+            runtime,
+            containerd,
+            port,
+            dir,
+        };
+        node.start_kubelet().await;
+        Some(node)
+    }
+
+    /// Start the kubelet binary (again), with the same flags every time, and wait until it
+    /// serves `/pods`.
+    pub async fn start_kubelet(&mut self) {
+        assert!(self.kubelet.is_none(), "the kubelet is running already");
+        self.starts += 1;
+        let log_path = self.log_path(self.starts);
+        let log = fs::File::create(&log_path).expect("create kubelet log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .arg(format!(
+                "--config={}",
+                self.dir.path().join("kubelet.yaml").display()
+            ))
+            .arg(format!(
+                "--container-runtime-endpoint={}",
+                self.containerd.endpoint()
+            ))
+            .arg(format!("--hostname-override={NODE}"))
+            .arg(format!(
+                "--root-dir={}",
+                self.dir.path().join("root").display()
+            ))
+            .arg("--file-check-frequency=1s")
+            .arg("--v=4")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the kubelet binary");
+        self.kubelet = Some(KubeletProcess { child });
+        self.wait_for("the kubelet to serve /pods", START_DEADLINE, async |node| {
+            node.try_get("/healthz").await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    /// SIGKILL the kubelet (no shutdown of its own) and reap it.
+    pub fn kill_kubelet(&mut self) {
+        let mut process = self.kubelet.take().expect("the kubelet is running");
+        process.child.kill().expect("SIGKILL the kubelet");
+        let status = process.child.wait().expect("reap the kubelet");
+        assert!(!status.success(), "killed kubelet: {status}");
+    }
+
+    /// `<podLogsDir>` of the kubelet.
+    pub fn pod_logs_dir(&self) -> PathBuf {
+        self.dir.path().join("pod-logs")
+    }
+
+    fn manifest_dir(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir.path().join(format!("kubelet-{start}.log"))
+    }
+
+    /// Path of a manifest file in the watched directory.
+    pub fn manifest_path(&self, file: &str) -> PathBuf {
+        self.manifest_dir().join(file)
+    }
+
+    /// Write a manifest atomically: a hidden temp file (the source skips dot files), then a
+    /// rename over the final name.
+    pub fn write_manifest(&self, file: &str, yaml: &str) {
+        let tmp = self.manifest_dir().join(format!(".{file}.tmp"));
+        fs::write(&tmp, yaml).expect("write manifest");
+        fs::rename(&tmp, self.manifest_path(file)).expect("rename manifest");
+    }
+
+    /// Remove a manifest file.
+    pub fn remove_manifest(&self, file: &str) {
+        fs::remove_file(self.manifest_path(file)).expect("remove manifest");
+    }
+
+    /// Everything the kubelet logged so far, over all its starts.
+    pub fn kubelet_log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                let text = fs::read_to_string(self.log_path(n)).unwrap_or_default();
+                format!("----- kubelet start {n} -----\n{text}")
+            })
+            .collect()
+    }
+
+    /// Panic with the log when the kubelet process has exited on its own.
+    fn check_alive(&mut self) {
+        if let Some(process) = self.kubelet.as_mut()
+            && let Ok(Some(status)) = process.child.try_wait()
+        {
+            self.kubelet = None;
+            panic!("the kubelet exited: {status}");
+        }
+    }
+
+    /// A GET on the kubelet's healthz port: the body of a 200 answer, else an error.
+    pub async fn try_get(&self, path: &str) -> Result<String, String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || http_get(addr, &path))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The pods `/pods` lists.
+    pub async fn pods(&self) -> Result<Vec<Pod>, String> {
+        let body = self.try_get("/pods").await?;
+        let list: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("/pods: {e}: {body}"))?;
+        let items = list
+            .get("items")
+            .cloned()
+            .ok_or_else(|| format!("/pods without items: {body}"))?;
+        serde_json::from_value(items).map_err(|e| format!("/pods items: {e}: {body}"))
+    }
+
+    /// The pod of the static manifest named `name` (the kubelet appends `-<node>`).
+    pub async fn pod(&self, name: &str) -> Option<Pod> {
+        let full = format!("{name}-{NODE}");
+        self.pods()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|p| p.metadata.name.as_deref() == Some(full.as_str()))
+    }
+
+    /// Poll `check` until it gives a value or `deadline` passes (then panic naming `what`).
+    /// Also fails at once when the kubelet process dies.
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut check: impl AsyncFnMut(&TestNode) -> Option<T>,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            self.check_alive();
+            if let Some(found) = check(self).await {
+                return found;
+            }
+            if started.elapsed() > deadline {
+                panic!("timed out after {deadline:?} waiting for {what}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Wait until the pod of manifest `name` satisfies `check`.
+    pub async fn wait_pod(
+        &mut self,
+        name: &str,
+        what: &str,
+        deadline: Duration,
+        mut check: impl FnMut(&Pod) -> bool,
+    ) -> Pod {
+        let mut last: Option<Pod> = None;
+        let what = format!("pod {name}: {what}");
+        let started = Instant::now();
+        loop {
+            self.check_alive();
+            if let Some(pod) = self.pod(name).await {
+                if check(&pod) {
+                    return pod;
+                }
+                last = Some(pod);
+            }
+            if started.elapsed() > deadline {
+                let status = last
+                    .and_then(|p| p.status)
+                    .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default());
+                panic!("timed out after {deadline:?} waiting for {what}; last status: {status:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The containers the runtime has for a pod (or all with `None`).
+    pub async fn containers(&self, uid: Option<&str>) -> Vec<ContainerStatus> {
+        let filter = uid.map(ListFilter::pod).unwrap_or_default();
+        self.runtime
+            .list_containers(&filter)
+            .await
+            .expect("CRI ListContainers")
+    }
+
+    /// The sandboxes the runtime has for a pod (or all with `None`).
+    pub async fn sandboxes(&self, uid: Option<&str>) -> Vec<PodSandboxStatus> {
+        let filter = uid.map(ListFilter::pod).unwrap_or_default();
+        self.runtime
+            .list_pod_sandboxes(&filter)
+            .await
+            .expect("CRI ListPodSandbox")
+    }
+
+    /// Stop the kubelet, then stop and remove every container and sandbox through CRI, so
+    /// that nothing of the test outlives it even if containerd's own teardown misses it.
+    pub async fn shutdown(mut self) {
+        if let Some(process) = self.kubelet.take() {
+            drop(process);
+        }
+        for c in self.containers(None).await {
+            let _ = self
+                .runtime
+                .stop_container(&c.id, Duration::from_secs(2))
+                .await;
+            let _ = self.runtime.remove_container(&c.id).await;
+        }
+        for s in self.sandboxes(None).await {
+            let _ = self.runtime.stop_pod_sandbox(&s.id).await;
+            let _ = self.runtime.remove_pod_sandbox(&s.id).await;
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== kubelet log =====\n{}", self.kubelet_log());
+            let containerd =
+                fs::read_to_string(self.containerd.containerd_log()).unwrap_or_default();
+            let tail: Vec<&str> = containerd.lines().rev().take(60).collect();
+            eprintln!(
+                "===== containerd log (last 60 lines) =====\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// A port nobody listens on now (bind port 0, read it, close).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A plain HTTP/1.1 GET: the body of a 200 answer, else an error with the status line.
+fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut conn =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(raw).map_err(|e| e.to_string())?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed answer: {text}"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET {path}: {status}: {body}"));
+    }
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    if chunked {
+        dechunk(body)
+    } else {
+        Ok(body.to_string())
+    }
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut body: &str) -> Result<String, String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body
+            .split_once("\r\n")
+            .ok_or_else(|| "truncated chunk".to_string())?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("chunk size {size:?}: {e}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest
+            .get(..size)
+            .ok_or_else(|| "truncated chunk".to_string())?;
+        out.push_str(chunk);
+        body = rest
+            .get(size + 2..)
+            .ok_or_else(|| "truncated chunk".to_string())?;
+    }
+}
+
+/// The status of container `name` among `statuses`.
+pub fn status_of<'a>(
+    statuses: Option<&'a Vec<K8sContainerStatus>>,
+    name: &str,
+) -> Option<&'a K8sContainerStatus> {
+    statuses?.iter().find(|s| s.name == name)
+}
+
+/// The pod's status of app container `name`.
+pub fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a K8sContainerStatus> {
+    status_of(pod.status.as_ref()?.container_statuses.as_ref(), name)
+}
+
+/// The runtime's ID in a status's `containerID` (`containerd://<id>`).
+pub fn runtime_id(status: &K8sContainerStatus) -> Option<&str> {
+    let id = status.container_id.as_deref()?;
+    Some(id.split_once("://").map_or(id, |(_, id)| id))
+}
+
+/// The pod's phase.
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+/// The pod's UID.
+pub fn uid(pod: &Pod) -> String {
+    pod.metadata
+        .uid
+        .clone()
+        .expect("a pod from /pods has a UID")
+}
+
+/// Whether container `name` of the pod runs and is ready.
+pub fn running_and_ready(pod: &Pod, name: &str) -> bool {
+    phase(pod) == "Running"
+        && container(pod, name)
+            .is_some_and(|c| c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+}
+
+/// The lines of a CRI-format log file (`<time> <stream> <tag> <line>`), as (stream, line).
+pub fn cri_log_lines(path: &Path) -> Vec<(String, String)> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let time = parts.next()?;
+            let stream = parts.next()?;
+            let tag = parts.next()?;
+            let line = parts.next().unwrap_or("");
+            let time_ok = time.parse::<k8s_openapi::jiff::Timestamp>().is_ok();
+            (time_ok && tag == "F").then(|| (stream.to_string(), line.to_string()))
+        })
+        .collect()
+}
+
+/// Every directory named `pod<uid>` under `/sys/fs/cgroup/*/kubepods` (and a unified
+/// `/sys/fs/cgroup/kubepods`).
+pub fn pod_cgroup_dirs(uid: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut stack = vec![root.join("kubepods")];
+    if let Ok(entries) = fs::read_dir(root) {
+        stack.extend(entries.flatten().map(|e| e.path().join("kubepods")));
+    }
+    let wanted = format!("pod{uid}");
+    let mut found = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_str() == Some(wanted.as_str()) {
+                    found.push(entry.path());
+                }
+                stack.push(entry.path());
+            }
+        }
+    }
+    found
+}
