@@ -20,9 +20,11 @@ use kubelet_cri::testing::TestContainerd;
 
 /// The node name every test kubelet runs as (`--hostname-override`).
 pub const NODE: &str = "e2e-node";
+/// Set to `1` to print the kubelet's log after passing tests too (failing ones always do).
+pub const SHOW_LOG_ENV: &str = "KUBELET_E2E_SHOW_LOG";
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(200);
-/// How long the kubelet may take to serve `/pods` after its start.
+/// How long the kubelet may take to be healthy after its start.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The kubelet child process; dropping it kills it (SIGKILL, by PID) and reaps it.
@@ -50,7 +52,7 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    /// Start containerd and the kubelet, and wait until the kubelet serves `/pods`. `None`
+    /// Start containerd and the kubelet, and wait until the kubelet's `/healthz` is ok. `None`
     /// when the test is skipped (the reason was printed).
     pub async fn start() -> Option<TestNode> {
         let containerd = TestContainerd::start().await?;
@@ -86,8 +88,8 @@ impl TestNode {
         Some(node)
     }
 
-    /// Start the kubelet binary (again), with the same flags every time, and wait until it
-    /// serves `/pods`.
+    /// Start the kubelet binary (again), with the same flags every time, and wait until its
+    /// `/healthz` is ok.
     pub async fn start_kubelet(&mut self) {
         assert!(self.kubelet.is_none(), "the kubelet is running already");
         self.starts += 1;
@@ -116,9 +118,11 @@ impl TestNode {
             .spawn()
             .expect("spawn the kubelet binary");
         self.kubelet = Some(KubeletProcess { child });
-        self.wait_for("the kubelet to serve /pods", START_DEADLINE, async |node| {
-            node.try_get("/healthz").await.ok().map(|_| ())
-        })
+        self.wait_for(
+            "the kubelet's /healthz to be ok",
+            START_DEADLINE,
+            async |node| node.try_get("/healthz").await.ok().map(|_| ()),
+        )
         .await;
     }
 
@@ -202,14 +206,20 @@ impl TestNode {
         serde_json::from_value(items).map_err(|e| format!("/pods items: {e}: {body}"))
     }
 
-    /// The pod of the static manifest named `name` (the kubelet appends `-<node>`).
-    pub async fn pod(&self, name: &str) -> Option<Pod> {
+    /// The pods of the static manifest named `name` (the kubelet appends `-<node>`): one,
+    /// or two while an edited manifest replaces its previous pod.
+    pub async fn pods_named(&self, name: &str) -> Vec<Pod> {
         let full = format!("{name}-{NODE}");
-        self.pods()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|p| p.metadata.name.as_deref() == Some(full.as_str()))
+        let pods = self.pods().await.unwrap_or_default();
+        pods.into_iter()
+            .filter(|p| p.metadata.name.as_deref() == Some(full.as_str()))
+            .collect()
+    }
+
+    /// The pod of the static manifest named `name`, when there is exactly one.
+    pub async fn pod(&self, name: &str) -> Option<Pod> {
+        let mut pods = self.pods_named(name).await;
+        (pods.len() == 1).then(|| pods.remove(0))
     }
 
     /// Poll `check` until it gives a value or `deadline` passes (then panic naming `what`).
@@ -246,7 +256,7 @@ impl TestNode {
         let started = Instant::now();
         loop {
             self.check_alive();
-            if let Some(pod) = self.pod(name).await {
+            for pod in self.pods_named(name).await {
                 if check(&pod) {
                     return pod;
                 }
@@ -280,6 +290,11 @@ impl TestNode {
             .expect("CRI ListPodSandbox")
     }
 
+    /// The runtime's status of one container, `None` once it is gone.
+    pub async fn container_status(&self, id: &str) -> Option<ContainerStatus> {
+        self.runtime.container_status(id).await.ok()
+    }
+
     /// Stop the kubelet, then stop and remove every container and sandbox through CRI, so
     /// that nothing of the test outlives it even if containerd's own teardown misses it.
     pub async fn shutdown(mut self) {
@@ -302,6 +317,9 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
+        if std::env::var(SHOW_LOG_ENV).is_ok_and(|v| v == "1") && !std::thread::panicking() {
+            eprintln!("===== kubelet log =====\n{}", self.kubelet_log());
+        }
         if std::thread::panicking() {
             eprintln!("===== kubelet log =====\n{}", self.kubelet_log());
             let containerd =

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::select_all;
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -15,6 +16,7 @@ use super::kubelet::{Kubelet, KubeletError};
 use super::mux::{PodChange, PodConfigMux};
 use super::pleg::{RelistResult, Relister};
 use super::worker::WorkerHandle;
+use crate::labels;
 
 pub(super) async fn run(
     kubelet: Kubelet,
@@ -82,20 +84,38 @@ pub(super) async fn run(
     let mut sources_open = true;
     tokio::pin!(shutdown);
 
-    let dispatch = |workers: &mut HashMap<String, WorkerHandle>, change: PodChange| match workers
-        .get(&change.uid)
-    {
+    // The full name (namespace/name) of each worker's static pod. As the reference, a static
+    // pod starts only once no other pod of the same full name has a worker, i.e. once the
+    // previous one (an edited manifest gives a new UID) has terminated: the two never run
+    // side by side (a hostPort, a data directory or a lock file they both take).
+    let mut static_names: HashMap<String, String> = HashMap::new();
+    let dispatch = |workers: &mut HashMap<String, WorkerHandle>,
+                    static_names: &mut HashMap<String, String>,
+                    change: PodChange| match workers.get(&change.uid) {
         Some(worker) => worker.update(change.pod),
         None => {
-            if change.pod.is_some() {
-                let worker = WorkerHandle::spawn(
-                    ctx.clone(),
-                    change.uid.clone(),
-                    change.pod,
-                    done_tx.clone(),
-                );
-                workers.insert(change.uid, worker);
+            let Some(pod) = &change.pod else {
+                return;
+            };
+            if let Some(name) = static_full_name(pod) {
+                if let Some(blocking) = static_names
+                    .iter()
+                    .find(|(uid, n)| **n == name && **uid != change.uid)
+                    .map(|(uid, _)| uid)
+                {
+                    info!(
+                        pod = %name,
+                        uid = %change.uid,
+                        previous_uid = %blocking,
+                        "static pod waits for the previous pod of the same name to terminate"
+                    );
+                    return;
+                }
+                static_names.insert(change.uid.clone(), name);
             }
+            let worker =
+                WorkerHandle::spawn(ctx.clone(), change.uid.clone(), change.pod, done_tx.clone());
+            workers.insert(change.uid, worker);
         }
     };
 
@@ -108,7 +128,7 @@ pub(super) async fn run(
                     continue;
                 };
                 for change in mux.apply(&source, update) {
-                    dispatch(&mut workers, change);
+                    dispatch(&mut workers, &mut static_names, change);
                 }
                 if mux.all_sources_ready() {
                     start_orphan_workers(&ctx, &mux, &mut workers, &present_in_runtime, &done_tx);
@@ -127,11 +147,29 @@ pub(super) async fn run(
             }
             Some(uid) = done_rx.recv() => {
                 workers.remove(&uid);
+                let freed = static_names.remove(&uid);
                 // A pod that is wanted again (e.g. a static manifest put back) starts over.
                 if let Some(pod) = mux.desired(&uid)
                     && pod.metadata.deletion_timestamp.is_none()
                 {
-                    dispatch(&mut workers, PodChange { uid, pod: Some(pod.clone()) });
+                    let change = PodChange { uid, pod: Some(pod.clone()) };
+                    dispatch(&mut workers, &mut static_names, change);
+                }
+                // Static pods that waited for this one's name may start now.
+                if let Some(freed) = freed {
+                    let waiting: Vec<PodChange> = mux
+                        .pods()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter(|p| static_full_name(p).as_deref() == Some(freed.as_str()))
+                        .filter_map(|p| {
+                            let uid = p.metadata.uid.clone()?;
+                            (!workers.contains_key(&uid))
+                                .then(|| PodChange { uid, pod: Some(p.clone()) })
+                        })
+                        .collect();
+                    for change in waiting {
+                        dispatch(&mut workers, &mut static_names, change);
+                    }
                 }
             }
             _ = resync_tick.tick() => {
@@ -154,6 +192,23 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// `namespace/name` of a static pod (from a file or URL source), `None` for others.
+fn static_full_name(pod: &Pod) -> Option<String> {
+    let is_static = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(labels::CONFIG_SOURCE))
+        .is_some_and(|s| s != crate::source::SOURCE_API);
+    is_static.then(|| {
+        format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        )
+    })
+}
+
 /// Pods the runtime holds that no source wants get a worker that removes them.
 fn start_orphan_workers(
     ctx: &std::sync::Arc<WorkerContext>,
@@ -168,5 +223,94 @@ fn start_orphan_workers(
             let worker = WorkerHandle::spawn(ctx.clone(), uid.clone(), None, done.clone());
             workers.insert(uid.clone(), worker);
         }
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use crate::testing::pods::{container, pod};
+    use crate::testing::{
+        Call, ChannelSource, ContainerBehavior, FakeRuntime, Method, RecordingReporter,
+    };
+    use crate::{Kubelet, KubeletConfig};
+
+    const IMAGE: &str = "docker.io/library/busybox:local";
+
+    fn position(calls: &[Call], method: Method, target: &str) -> Option<usize> {
+        calls
+            .iter()
+            .position(|c| c.method == method && c.target == target)
+    }
+
+    /// An edited static manifest (same name, new UID) starts only after the old pod has
+    /// terminated, even when its container takes a while to stop.
+    #[tokio::test(start_paused = true)]
+    async fn a_static_pod_waits_for_its_predecessor_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = KubeletConfig::new("node-1");
+        config.root_dir = dir.path().join("kubelet");
+        config.spec.pod_logs_root = dir.path().join("pods").to_string_lossy().into_owned();
+        let runtime = Arc::new(FakeRuntime::with_images([IMAGE]));
+        runtime.set_default_behavior(
+            ContainerBehavior::forever().on_term_exit(0, Duration::from_secs(3)),
+        );
+        let reporter = Arc::new(RecordingReporter::new());
+        let (source, pods) = ChannelSource::new("file");
+        let kubelet = Kubelet::builder(config)
+            .runtime(runtime.clone())
+            .reporter(reporter.clone())
+            .source(Box::new(source))
+            .build()
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(kubelet.run(async move {
+            let _ = stopped.await;
+        }));
+
+        let until = async |what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !cond() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let old = pod("web")
+            .uid("uid-old")
+            .grace_period(10)
+            .container(container("app", IMAGE))
+            .build();
+        pods.snapshot(vec![old]);
+        until("the old pod to run", &|| {
+            reporter.last_phase("uid-old").as_deref() == Some("Running")
+        })
+        .await;
+        let old_sandbox = runtime.sandboxes()[0].id.clone();
+
+        let new = pod("web")
+            .uid("uid-new")
+            .grace_period(10)
+            .container(container("app", IMAGE).command(["sh", "-c", "true"]))
+            .build();
+        pods.snapshot(vec![new]);
+        until("the new pod to run", &|| {
+            reporter.last_phase("uid-new").as_deref() == Some("Running")
+        })
+        .await;
+        let calls = runtime.call_log();
+        let removed =
+            position(&calls, Method::RemovePodSandbox, &old_sandbox).expect("old sandbox removed");
+        let started = position(&calls, Method::RunPodSandbox, "uid-new").expect("new sandbox");
+        assert!(
+            removed < started,
+            "new sandbox at call {started}, old one removed at call {removed}: {calls:?}"
+        );
+
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
     }
 }
