@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Taint;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -51,6 +52,8 @@ pub const DEFAULT_MAX_PODS: u32 = 110;
 pub const DEFAULT_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 /// Default port of the kubelet server.
 pub const DEFAULT_PORT: u16 = 10250;
+/// Default duration of the node's Lease.
+pub const DEFAULT_NODE_LEASE_DURATION_SECONDS: u32 = 40;
 
 /// Fields of the reference's KubeletConfiguration that this kubelet does not implement.
 /// Setting one is an error rather than a silent no-op.
@@ -115,7 +118,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "memorySwap",
     "memoryThrottlingFactor",
     "mergeDefaultEvictionSettings",
-    "nodeLeaseDurationSeconds",
     "nodeStatusMaxImages",
     "oomScoreAdj",
     "podCIDR",
@@ -125,7 +127,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "protectKernelDefaults",
     "providerID",
     "qosReserved",
-    "registerWithTaints",
     "registryBurst",
     "registryPullQPS",
     "reservedMemory",
@@ -319,6 +320,12 @@ pub struct KubeletConfigurationFile {
     /// Whether to register the node with the API server.
     #[serde(rename = "registerNode")]
     pub register_node: Option<bool>,
+    /// Taints the node registers with.
+    #[serde(rename = "registerWithTaints")]
+    pub register_with_taints: Option<Vec<Taint>>,
+    /// Duration of the node's Lease, in seconds.
+    #[serde(rename = "nodeLeaseDurationSeconds")]
+    pub node_lease_duration_seconds: Option<i32>,
 }
 
 /// A config file as read: its path and its fields.
@@ -486,6 +493,14 @@ pub struct Settings {
     pub node_status_report_frequency: Duration,
     /// Whether to register the node with an API server.
     pub register_node: bool,
+    /// Kubeconfig of the API server (`None`: standalone).
+    pub kubeconfig: Option<PathBuf>,
+    /// Labels the node registers with, besides the well-known ones.
+    pub node_labels: BTreeMap<String, String>,
+    /// Taints the node registers with.
+    pub register_with_taints: Vec<Taint>,
+    /// Duration of the node's Lease.
+    pub node_lease_duration_seconds: u32,
     /// Fields given in the file that are accepted and validated but have no effect yet in
     /// this daemon (no 10250 server, no API server); the daemon warns about them.
     pub inert_fields: Vec<&'static str>,
@@ -819,6 +834,42 @@ impl Settings {
             });
         }
 
+        let mut node_labels = BTreeMap::new();
+        for labels in &flags.node_labels {
+            node_labels.extend(labels.0.clone());
+        }
+        crate::registration::validate_node_labels(&node_labels).map_err(|message| {
+            ConfigError::Invalid {
+                origin: Origin::Flag("--node-labels"),
+                message,
+            }
+        })?;
+        let register_with_taints = match (&flags.register_with_taints, &f.register_with_taints) {
+            (Some(list), _) => list.0.clone(),
+            (None, Some(taints)) => {
+                for (i, taint) in taints.iter().enumerate() {
+                    crate::registration::validate_taint(taint).map_err(|message| {
+                        ConfigError::Invalid {
+                            origin: file_origin(&format!("registerWithTaints[{i}]")),
+                            message,
+                        }
+                    })?;
+                }
+                taints.clone()
+            }
+            (None, None) => Vec::new(),
+        };
+        let node_lease_duration_seconds = match f.node_lease_duration_seconds {
+            Some(n) if n > 0 => n.unsigned_abs(),
+            Some(n) => {
+                return Err(ConfigError::Invalid {
+                    origin: file_origin("nodeLeaseDurationSeconds"),
+                    message: format!("{n} must be greater than 0"),
+                });
+            }
+            None => DEFAULT_NODE_LEASE_DURATION_SECONDS,
+        };
+
         let max_pods = match f.max_pods {
             Some(n) => u32::try_from(n).map_err(|_| ConfigError::Invalid {
                 origin: file_origin("maxPods"),
@@ -863,7 +914,11 @@ impl Settings {
             read_only_port,
             node_status_update_frequency,
             node_status_report_frequency,
-            register_node: f.register_node.unwrap_or(true),
+            register_node: flags.register_node.or(f.register_node).unwrap_or(true),
+            kubeconfig: flags.kubeconfig.clone(),
+            node_labels,
+            register_with_taints,
+            node_lease_duration_seconds,
             inert_fields: [
                 ("maxPods", f.max_pods.is_some()),
                 ("address", f.address.is_some()),
@@ -1098,6 +1153,54 @@ registerNode: false
                 "nodeStatusUpdateFrequency",
                 "registerNode"
             ]
+        );
+    }
+
+    #[test]
+    fn registration_settings_from_file_and_flags() {
+        let text = format!(
+            "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nnodeLeaseDurationSeconds: 60\n\
+             registerWithTaints:\n- key: dedicated\n  value: edge\n  effect: NoSchedule\n"
+        );
+        let s = resolve(&["--node-labels=example.com/rack=r1"], Some(&text)).unwrap();
+        assert_eq!(s.node_lease_duration_seconds, 60);
+        assert_eq!(s.register_with_taints.len(), 1);
+        assert_eq!(s.register_with_taints[0].value.as_deref(), Some("edge"));
+        assert_eq!(s.node_labels["example.com/rack"], "r1");
+        assert!(s.register_node);
+        assert!(s.kubeconfig.is_none());
+
+        let s = resolve(
+            &[
+                "--register-with-taints=a:NoExecute",
+                "--register-node=false",
+            ],
+            Some(&text),
+        )
+        .unwrap();
+        assert_eq!(s.register_with_taints[0].key, "a");
+        assert!(!s.register_node);
+
+        let bad = format!(
+            "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\n\
+             registerWithTaints:\n- key: a\n  effect: Always\n"
+        );
+        let err = resolve(&[], Some(&bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("registerWithTaints[0]") && err.contains("Always"),
+            "{err}"
+        );
+        let bad = format!(
+            "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nnodeLeaseDurationSeconds: 0\n"
+        );
+        let err = resolve(&[], Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("nodeLeaseDurationSeconds"), "{err}");
+        let err = resolve(&["--node-labels=kubernetes.io/role=x"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--node-labels") && err.contains("kubernetes.io/role"),
+            "{err}"
         );
     }
 

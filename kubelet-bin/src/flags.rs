@@ -3,10 +3,12 @@
 //! [`crate::config`] can tell "given" from "not given": flags override the config file, which
 //! overrides the defaults.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::Taint;
 
 use crate::duration::parse_duration;
 
@@ -107,6 +109,46 @@ pub struct Flags {
     /// clusterDomain).
     #[arg(long = "cluster-domain", value_name = "DOMAIN")]
     pub cluster_domain: Option<String>,
+
+    /// Kubeconfig of the API server to join; without it the kubelet runs standalone.
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Labels to add when registering the node, `key=value` comma separated; repeatable.
+    #[arg(long = "node-labels", value_name = "KEY=VALUE,...", value_parser = parse_node_labels_flag)]
+    pub node_labels: Vec<NodeLabels>,
+
+    /// Taints to register the node with, `key=value:Effect` comma separated (config:
+    /// registerWithTaints).
+    #[arg(long = "register-with-taints", value_name = "KEY=VALUE:EFFECT,...", value_parser = parse_taints_flag)]
+    pub register_with_taints: Option<TaintList>,
+
+    /// Register the node with the API server (config: registerNode); `--register-node=false`
+    /// only reports the status of a Node created by someone else.
+    #[arg(
+        long = "register-node",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub register_node: Option<bool>,
+}
+
+/// One `--node-labels` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLabels(pub BTreeMap<String, String>);
+
+/// One `--register-with-taints` value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaintList(pub Vec<Taint>);
+
+fn parse_node_labels_flag(value: &str) -> Result<NodeLabels, String> {
+    crate::registration::parse_node_labels(value).map(NodeLabels)
+}
+
+fn parse_taints_flag(value: &str) -> Result<TaintList, String> {
+    crate::registration::parse_taints(value).map(TaintList)
 }
 
 /// A duration flag value: Go syntax, not negative.
@@ -218,5 +260,43 @@ mod tests {
         assert!(flags.healthz_port.is_none());
         assert!(flags.node_ip.is_empty());
         assert_eq!(flags.verbosity, 0);
+        assert!(flags.kubeconfig.is_none());
+        assert!(flags.register_node.is_none());
+        assert!(flags.register_with_taints.is_none());
+    }
+
+    #[test]
+    fn registration_flags() {
+        let flags = parse(&[
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            "--node-labels=a=1,b=2",
+            "--node-labels",
+            "c=3",
+            "--register-with-taints=dedicated=gpu:NoSchedule",
+            "--register-node=false",
+        ])
+        .unwrap();
+        assert_eq!(
+            flags.kubeconfig,
+            Some(PathBuf::from("/etc/kubernetes/kubelet.conf"))
+        );
+        let keys: Vec<&String> = flags.node_labels.iter().flat_map(|l| l.0.keys()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(
+            flags.register_with_taints.unwrap().0[0].effect,
+            "NoSchedule"
+        );
+        assert_eq!(flags.register_node, Some(false));
+        assert_eq!(
+            parse(&["--register-node"]).unwrap().register_node,
+            Some(true)
+        );
+        let err = parse(&["--register-with-taints=a:Never"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--register-with-taints") && err.contains("Never"),
+            "{err}"
+        );
     }
 }

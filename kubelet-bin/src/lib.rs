@@ -9,6 +9,7 @@ pub mod duration;
 pub mod flags;
 pub mod machine;
 pub mod node_ip;
+pub mod registration;
 pub mod server;
 pub mod wiring;
 
