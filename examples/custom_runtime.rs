@@ -45,6 +45,9 @@ impl<R: Runtime> Runtime for TimedRuntime<R> {
     async fn version(&self) -> RuntimeResult<RuntimeVersion> {
         self.timed("Version", self.inner.version()).await
     }
+    async fn status(&self) -> RuntimeResult<RuntimeStatus> {
+        self.timed("Status", self.inner.status()).await
+    }
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String> {
         self.timed("RunPodSandbox", self.inner.run_pod_sandbox(config))
             .await

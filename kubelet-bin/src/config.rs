@@ -870,6 +870,7 @@ impl Settings {
             None => DEFAULT_NODE_LEASE_DURATION_SECONDS,
         };
 
+        let standalone = flags.kubeconfig.is_none();
         let max_pods = match f.max_pods {
             Some(n) => u32::try_from(n).map_err(|_| ConfigError::Invalid {
                 origin: file_origin("maxPods"),
@@ -920,19 +921,28 @@ impl Settings {
             register_with_taints,
             node_lease_duration_seconds,
             inert_fields: [
-                ("maxPods", f.max_pods.is_some()),
                 ("address", f.address.is_some()),
                 ("port", f.port.is_some()),
                 ("readOnlyPort", f.read_only_port.is_some()),
+                // Node settings only matter with an API server to report to.
+                ("maxPods", standalone && f.max_pods.is_some()),
                 (
                     "nodeStatusUpdateFrequency",
-                    f.node_status_update_frequency.is_some(),
+                    standalone && f.node_status_update_frequency.is_some(),
                 ),
                 (
                     "nodeStatusReportFrequency",
-                    f.node_status_report_frequency.is_some(),
+                    standalone && f.node_status_report_frequency.is_some(),
                 ),
-                ("registerNode", f.register_node.is_some()),
+                ("registerNode", standalone && f.register_node.is_some()),
+                (
+                    "registerWithTaints",
+                    standalone && f.register_with_taints.is_some(),
+                ),
+                (
+                    "nodeLeaseDurationSeconds",
+                    standalone && f.node_lease_duration_seconds.is_some(),
+                ),
             ]
             .into_iter()
             .filter_map(|(field, given)| given.then_some(field))
@@ -1146,10 +1156,10 @@ registerNode: false
         assert_eq!(
             s.inert_fields,
             [
-                "maxPods",
                 "address",
                 "port",
                 "readOnlyPort",
+                "maxPods",
                 "nodeStatusUpdateFrequency",
                 "registerNode"
             ]
@@ -1169,6 +1179,17 @@ registerNode: false
         assert_eq!(s.node_labels["example.com/rack"], "r1");
         assert!(s.register_node);
         assert!(s.kubeconfig.is_none());
+        // Standalone, node settings have nothing to act on.
+        assert_eq!(
+            s.inert_fields,
+            ["registerWithTaints", "nodeLeaseDurationSeconds"]
+        );
+        let joined = resolve(&["--kubeconfig=/etc/kubelet.conf"], Some(&text)).unwrap();
+        assert!(joined.inert_fields.is_empty(), "{:?}", joined.inert_fields);
+        assert_eq!(
+            joined.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/kubelet.conf"))
+        );
 
         let s = resolve(
             &[

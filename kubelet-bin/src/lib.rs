@@ -4,6 +4,7 @@
 //! kubelet-cri ([`wiring`]). The binary is a thin `main` over [`load_settings`] and
 //! [`wiring::run`].
 
+pub mod cluster;
 pub mod config;
 pub mod duration;
 pub mod flags;
@@ -50,12 +51,35 @@ pub fn level_for_verbosity(verbosity: u8) -> tracing::Level {
     }
 }
 
+/// The filter for a `--v` level: this kubelet's own crates at that level; the libraries
+/// under them (HTTP, TLS, gRPC, kube-rs) stay at info up to `--v=5` (their debug logs would
+/// drown ours) and follow from `--v=6` on.
+pub fn log_filter(verbosity: u8) -> String {
+    let ours = level_for_verbosity(verbosity).to_string().to_lowercase();
+    if verbosity >= 6 {
+        return ours;
+    }
+    let crates = [
+        "kubelet",
+        "kubelet_bin",
+        "kubelet_core",
+        "kubelet_cri",
+        "kubelet_cni",
+        "kubelet_csi",
+    ];
+    let mut filter = "info".to_string();
+    for name in crates {
+        filter.push_str(&format!(",{name}={ours}"));
+    }
+    filter
+}
+
 /// Log to stderr at the level `--v` asks for; `RUST_LOG`, when set, overrides it.
 pub fn init_logging(verbosity: u8) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(level_for_verbosity(verbosity).to_string().to_lowercase()),
+        _ => EnvFilter::new(log_filter(verbosity)),
     };
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
@@ -68,6 +92,14 @@ pub fn init_logging(verbosity: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbosity_raises_our_crates_before_the_libraries() {
+        assert!(log_filter(0).starts_with("info,"));
+        assert!(log_filter(4).contains("kubelet_core=debug"));
+        assert!(log_filter(4).starts_with("info,"));
+        assert_eq!(log_filter(6), "trace");
+    }
 
     #[test]
     fn error_chain_adds_new_causes_only() {

@@ -13,6 +13,7 @@ use kubelet_cri::{CriError, CriOptions, CriRuntime};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::server::{Server, ServerError};
 
@@ -43,6 +44,9 @@ pub enum WiringError {
         /// What went wrong.
         message: String,
     },
+    /// The API server refused us, or its kubeconfig is unusable.
+    #[error("API server: {0}")]
+    ApiServer(#[from] kubelet_core::apiserver::ApiClientError),
     /// The healthz server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -74,8 +78,9 @@ pub fn kubelet_config(settings: &Settings, node_ips: Vec<IpAddr>) -> KubeletConf
         .map(ToString::to_string)
         .collect();
     spec.cluster_domain = settings.cluster_domain.clone();
-    spec.node_memory_capacity = crate::machine::memory_capacity();
-    spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli();
+    let machine = crate::machine::read(&settings.root_dir);
+    spec.node_memory_capacity = machine.memory_capacity;
+    spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli(&machine);
     config
 }
 
@@ -126,8 +131,17 @@ pub async fn connect_runtime(settings: &Settings) -> Result<CriRuntime, WiringEr
         })
 }
 
-/// Assemble the kubelet from the settings: connects to the runtime.
-pub async fn build(settings: &Settings) -> Result<Kubelet, WiringError> {
+/// A built kubelet and the tasks that run beside it (stopped when the kubelet stops).
+pub struct Assembled {
+    /// The kubelet.
+    pub kubelet: Kubelet,
+    /// Background tasks of the backends (the API-server reporter's resync).
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Assemble the kubelet from the settings: connects to the runtime, and with `--kubeconfig`
+/// to the API server.
+pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     for field in &settings.inert_fields {
         tracing::warn!(
             field,
@@ -145,14 +159,40 @@ pub async fn build(settings: &Settings) -> Result<Kubelet, WiringError> {
         settings.node_ips.clone()
     };
     let runtime = connect_runtime(settings).await?;
-    let mut builder = Kubelet::builder(kubelet_config(settings, node_ips))
+    let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone()))
         .runtime(Arc::new(runtime))
-        .network(Arc::new(RuntimeManagedNetwork))
-        .reporter(Arc::new(LogReporter::new()));
+        .network(Arc::new(RuntimeManagedNetwork));
     for source in sources(settings)? {
         builder = builder.source(source);
     }
-    Ok(builder.build()?)
+    let mut background = Vec::new();
+    match &settings.kubeconfig {
+        Some(kubeconfig) => {
+            let cluster = Cluster::connect(settings, kubeconfig, &node_ips).await?;
+            background.push(cluster.spawn_background());
+            let machine = crate::machine::read(&settings.root_dir);
+            builder = builder
+                .reporter(Arc::new(cluster.reporter))
+                .source(Box::new(cluster.source))
+                .node_status(cluster.node, machine);
+        }
+        None => builder = builder.reporter(Arc::new(LogReporter::new())),
+    }
+    Ok(Assembled {
+        kubelet: builder.build()?,
+        background,
+    })
+}
+
+/// Aborts the tasks when the daemon's run ends, however it ends.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Resolves once the shutdown flag is raised.
@@ -183,7 +223,11 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     let flag = Arc::new(flag);
     watch_signals(flag.clone())?;
 
-    let kubelet = build(&settings).await?;
+    let Assembled {
+        kubelet,
+        background,
+    } = build(&settings).await?;
+    let _background = AbortOnDrop(background);
     let server = match settings.healthz {
         Some(addr) => Some(Server::bind(addr, kubelet.handle()).await?),
         None => None,

@@ -24,10 +24,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "apiserver")]
+pub mod apiserver;
 pub mod error;
 pub mod labels;
 pub mod log_reporter;
 pub mod network;
+pub mod node;
+pub mod probes;
 pub mod quantity;
 pub mod reconciler;
 pub mod reporter;
@@ -40,6 +44,24 @@ pub mod volume_plugins;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "apiserver")]
+pub use apiserver::{ApiServerReporter, ApiServerSource, NodeClient};
+
+/// The Kubernetes release this crate is written against (k8s-openapi's newest API): the
+/// `kube-probe/<major>.<minor>` User-Agent of HTTP probes and the node's `kubeletVersion`
+/// derive from it.
+pub const KUBERNETES_VERSION: (u32, u32, u32) = (1, 37, 0);
+
+/// What the node reports as `nodeInfo.kubeletVersion`: [`KUBERNETES_VERSION`] with this
+/// crate's version as build metadata, so that `kubectl get nodes` tells it apart from the
+/// reference kubelet.
+pub fn kubelet_version() -> String {
+    let (major, minor, patch) = KUBERNETES_VERSION;
+    format!(
+        "v{major}.{minor}.{patch}+kubelet-rs.{}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
 pub use error::{NetworkError, ReportError, RuntimeError, SourceError, VolumeError};
 pub use network::{NetworkContext, NetworkPlugin, PodNetworkStatus, RuntimeManagedNetwork};
 pub use reconciler::{Kubelet, KubeletBuilder, KubeletConfig, KubeletError, KubeletHandle};

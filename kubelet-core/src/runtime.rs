@@ -409,6 +409,76 @@ pub struct RuntimeVersion {
     pub runtime_api_version: String,
 }
 
+/// One condition of the runtime, as CRI's `RuntimeCondition`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeCondition {
+    /// Condition type: [`RuntimeStatus::RUNTIME_READY`], [`RuntimeStatus::NETWORK_READY`], or
+    /// one the runtime defines.
+    pub type_: String,
+    /// Whether the condition holds.
+    pub status: bool,
+    /// Short machine-readable reason when it does not hold (e.g. `NetworkPluginNotReady`).
+    pub reason: String,
+    /// Human-readable message when it does not hold.
+    pub message: String,
+}
+
+impl RuntimeCondition {
+    /// A condition that holds.
+    pub fn ready(type_: impl Into<String>) -> Self {
+        Self {
+            type_: type_.into(),
+            status: true,
+            ..Self::default()
+        }
+    }
+
+    /// A condition that does not hold, with its reason and message.
+    pub fn not_ready(
+        type_: impl Into<String>,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_: type_.into(),
+            status: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The readiness of the runtime, as CRI's `Status` reports it. The kubelet requires the
+/// [`RuntimeStatus::RUNTIME_READY`] and [`RuntimeStatus::NETWORK_READY`] conditions to hold for
+/// the node to be Ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    /// The runtime's conditions.
+    pub conditions: Vec<RuntimeCondition>,
+}
+
+impl RuntimeStatus {
+    /// The runtime is up and ready to run pod sandboxes and containers.
+    pub const RUNTIME_READY: &'static str = "RuntimeReady";
+    /// The runtime's network is ready to accept pods.
+    pub const NETWORK_READY: &'static str = "NetworkReady";
+
+    /// Both required conditions hold.
+    pub fn ready() -> Self {
+        Self {
+            conditions: vec![
+                RuntimeCondition::ready(Self::RUNTIME_READY),
+                RuntimeCondition::ready(Self::NETWORK_READY),
+            ],
+        }
+    }
+
+    /// The condition of this type, if the runtime reported it.
+    pub fn condition(&self, type_: &str) -> Option<&RuntimeCondition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
 /// A container runtime. One implementation per runtime family: CRI (`kubelet-cri`), the
 /// in-memory fake (`testing` feature), or an embedder's own.
 ///
@@ -418,6 +488,9 @@ pub struct RuntimeVersion {
 pub trait Runtime: Send + Sync + 'static {
     /// Name and version of the runtime (for node info).
     async fn version(&self) -> RuntimeResult<RuntimeVersion>;
+    /// Readiness of the runtime and its network (CRI `Status`), polled for the node's Ready
+    /// condition.
+    async fn status(&self) -> RuntimeResult<RuntimeStatus>;
 
     /// Create and start a pod sandbox; returns its ID.
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String>;

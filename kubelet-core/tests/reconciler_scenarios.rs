@@ -2,86 +2,23 @@
 //! source and a recording reporter, on tokio's paused time (a 5-minute backoff takes no wall
 //! time).
 
-use std::sync::Arc;
+mod support {
+    // Shared by the scenario test files; each uses part of it.
+    #[allow(dead_code)]
+    pub mod scenario;
+}
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_core::runtime::ContainerState;
 use kubelet_core::testing::pods::{container, pod};
-use kubelet_core::testing::{
-    ChannelSource, ChannelSourceSender, ContainerBehavior, ContainerMatch, FakeRuntime, Method,
-    RecordingReporter,
-};
-use kubelet_core::{Kubelet, KubeletConfig, KubeletHandle};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use kubelet_core::testing::{ContainerBehavior, ContainerMatch, FakeRuntime, Method};
 use tokio::time::Instant;
 
-const IMAGE: &str = "docker.io/library/busybox:local";
-
-struct Node {
-    runtime: Arc<FakeRuntime>,
-    reporter: Arc<RecordingReporter>,
-    pods: ChannelSourceSender,
-    handle: KubeletHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+use support::scenario::{IMAGE, Node, runtime};
 
 impl Node {
-    fn start(runtime: Arc<FakeRuntime>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = KubeletConfig::new("node-1");
-        config.root_dir = dir.path().join("kubelet");
-        config.spec.pod_logs_root = dir.path().join("pods").to_string_lossy().into_owned();
-        config.node_ips = vec!["192.0.2.10".into()];
-        let reporter = Arc::new(RecordingReporter::new());
-        let (source, pods) = ChannelSource::new("api");
-        let kubelet = Kubelet::builder(config)
-            .runtime(runtime.clone())
-            .reporter(reporter.clone())
-            .source(Box::new(source))
-            .build()
-            .expect("kubelet");
-        let handle = kubelet.handle();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            kubelet
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("kubelet run");
-        });
-        Self {
-            runtime,
-            reporter,
-            pods,
-            handle,
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn shutdown(mut self) -> Arc<FakeRuntime> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-        self.runtime.clone()
-    }
-
-    /// Wait (on virtual time) until `cond` holds, at most `limit`.
-    async fn until(&self, limit: Duration, what: &str, mut cond: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !cond(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     fn phase(&self, uid: &str) -> Option<String> {
         self.reporter.last_phase(uid)
     }
@@ -109,10 +46,6 @@ impl Node {
 
 fn uid(p: &Pod) -> String {
     p.metadata.uid.clone().unwrap_or_default()
-}
-
-fn runtime() -> Arc<FakeRuntime> {
-    Arc::new(FakeRuntime::with_images([IMAGE]))
 }
 
 #[tokio::test(start_paused = true)]
@@ -399,6 +332,47 @@ async fn updates_coalesce_and_the_newest_spec_wins() {
     );
     assert_eq!(rt.running_containers().len(), 1);
     assert!(!node.reporter.events_with_reason("Killing").is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn removal_is_reported_after_the_final_status_and_retried() {
+    let rt = runtime();
+    let node = Node::start(rt.clone());
+    let p = pod("going")
+        .grace_period(5)
+        .container(container("app", IMAGE))
+        .build();
+    node.pods.snapshot(vec![p.clone()]);
+    node.until(Duration::from_secs(30), "Running", |n| {
+        n.phase(&uid(&p)).as_deref() == Some("Running")
+    })
+    .await;
+    // The API server is away while the pod is stopped and removed.
+    node.reporter.set_unavailable(true);
+    node.pods.snapshot(vec![]);
+    node.until(Duration::from_secs(60), "gone from the runtime", |_| {
+        rt.sandboxes().is_empty() && rt.containers().is_empty()
+    })
+    .await;
+    assert!(node.reporter.removed_pods().is_empty());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    node.reporter.set_unavailable(false);
+    node.until(Duration::from_secs(60), "removal reported", |n| {
+        n.reporter.removed_pods().contains(&uid(&p))
+    })
+    .await;
+    // The final status (containers terminated) went first; nothing after the removal.
+    assert_eq!(
+        node.reporter.status_updates_after_removal(&uid(&p)),
+        Some(0)
+    );
+    let last = node.reporter.last_pod_status(&uid(&p)).expect("a status");
+    let app = &last.container_statuses.expect("container statuses")[0];
+    assert!(
+        app.state.as_ref().is_some_and(|s| s.terminated.is_some()),
+        "final status: {app:?}"
+    );
     node.shutdown().await;
 }
 

@@ -38,6 +38,9 @@ impl Runtime for Mocked {
     async fn version(&self) -> RuntimeResult<RuntimeVersion> {
         self.0.version()
     }
+    async fn status(&self) -> RuntimeResult<RuntimeStatus> {
+        Ok(RuntimeStatus::ready())
+    }
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String> {
         self.0.run_pod_sandbox(config.clone())
     }

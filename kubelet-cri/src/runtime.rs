@@ -12,7 +12,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use kubelet_core::RuntimeError;
 use kubelet_core::runtime::{
     AuthConfig, ContainerConfig, ContainerStats, ContainerStatus, ExecResult, ImageInfo,
-    ListFilter, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeResult, RuntimeVersion,
+    ListFilter, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult,
+    RuntimeStatus, RuntimeVersion,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -250,6 +251,33 @@ impl Runtime for CriRuntime {
             runtime_version: resp.runtime_version,
             runtime_api_version: resp.runtime_api_version,
         })
+    }
+
+    async fn status(&self) -> RuntimeResult<RuntimeStatus> {
+        let mut client = self.runtime.clone();
+        let req = cri::StatusRequest { verbose: false };
+        let resp = call(
+            "Status",
+            &self.endpoint,
+            self.timeout(),
+            client.status(request(req, self.timeout())),
+        )
+        .await?;
+        // A runtime that answers without a status reports no conditions; the kubelet then
+        // treats both required conditions as not holding, as the reference does.
+        let conditions = resp
+            .status
+            .map(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| RuntimeCondition {
+                type_: c.r#type,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+            })
+            .collect();
+        Ok(RuntimeStatus { conditions })
     }
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String> {

@@ -9,7 +9,7 @@ use kubelet_core::RuntimeError;
 use kubelet_core::labels;
 use kubelet_core::runtime::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ListFilter, NamespaceMode,
-    PodSandboxConfig, SandboxMetadata, SandboxState,
+    PodSandboxConfig, RuntimeStatus, SandboxMetadata, SandboxState,
 };
 use kubelet_cri::testing::{BUSYBOX_IMAGE, PAUSE_IMAGE, TestContainerd};
 use kubelet_cri::{CriOptions, CriRuntime};
@@ -123,6 +123,22 @@ async fn version_names_containerd() {
     assert_eq!(v.runtime_name, "containerd");
     assert_eq!(v.runtime_api_version, "v1");
     assert!(!v.runtime_version.is_empty());
+}
+
+/// The harness gives containerd a CNI config, so both conditions the kubelet requires hold.
+#[tokio::test]
+async fn status_reports_runtime_and_network_ready() {
+    let Some(env) = TestContainerd::start().await else {
+        return;
+    };
+    let rt = env.runtime().await;
+    let status = rt.status().await.unwrap();
+    for type_ in [RuntimeStatus::RUNTIME_READY, RuntimeStatus::NETWORK_READY] {
+        let condition = status
+            .condition(type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"));
+        assert!(condition.status, "{condition:?}");
+    }
 }
 
 #[tokio::test]

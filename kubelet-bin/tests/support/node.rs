@@ -45,6 +45,8 @@ pub struct TestNode {
     // sandboxes), then the directories.
     kubelet: Option<KubeletProcess>,
     starts: u32,
+    /// Flags added to every start of the kubelet (e.g. `--kubeconfig`).
+    extra_args: Vec<String>,
     runtime: CriRuntime,
     containerd: TestContainerd,
     port: u16,
@@ -55,6 +57,11 @@ impl TestNode {
     /// Start containerd and the kubelet, and wait until the kubelet's `/healthz` is ok. `None`
     /// when the test is skipped (the reason was printed).
     pub async fn start() -> Option<TestNode> {
+        Self::start_with_args(Vec::new()).await
+    }
+
+    /// As [`TestNode::start`], with flags added to the kubelet's command line at every start.
+    pub async fn start_with_args(extra_args: Vec<String>) -> Option<TestNode> {
         let containerd = TestContainerd::start().await?;
         let runtime = containerd.runtime().await;
         let dir = tempfile::Builder::new()
@@ -79,6 +86,7 @@ impl TestNode {
         let mut node = TestNode {
             kubelet: None,
             starts: 0,
+            extra_args,
             runtime,
             containerd,
             port,
@@ -111,6 +119,7 @@ impl TestNode {
             ))
             .arg("--file-check-frequency=1s")
             .arg("--v=4")
+            .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -29,10 +29,9 @@ pub(super) struct WorkerContext {
     pub runtime: Arc<dyn Runtime>,
     pub network: Arc<dyn NetworkPlugin>,
     pub volume_plugins: Vec<Arc<dyn VolumePlugin>>,
-    pub reporter: Arc<dyn NodeReporter>,
     pub shared: Arc<Shared>,
     events: mpsc::Sender<KubeletEvent>,
-    statuses: mpsc::UnboundedSender<(Pod, PodStatus)>,
+    statuses: mpsc::UnboundedSender<PodReport>,
 }
 
 impl WorkerContext {
@@ -58,7 +57,6 @@ impl WorkerContext {
             runtime,
             network,
             volume_plugins,
-            reporter,
             shared,
             events,
             statuses,
@@ -97,7 +95,16 @@ impl WorkerContext {
 
     /// Hand a changed pod status to the reporter (asynchronously).
     pub fn report_status(&self, pod: &Pod, status: &PodStatus) {
-        let _ = self.statuses.send((pod.clone(), status.clone()));
+        let _ = self
+            .statuses
+            .send(PodReport::Status(Box::new((pod.clone(), status.clone()))));
+    }
+
+    /// Tell the reporter the pod is gone from the node, after any status still queued for it.
+    pub fn report_removed(&self, pod: &Pod) {
+        let _ = self
+            .statuses
+            .send(PodReport::Removed(Box::new(pod.clone())));
     }
 }
 
@@ -123,50 +130,121 @@ async fn drain_events(reporter: Arc<dyn NodeReporter>, mut rx: mpsc::Receiver<Ku
     }
 }
 
-/// Reports pod statuses, newest per pod; a failed report is kept and tried again, and a newer
-/// status of the same pod replaces it.
+/// What the pod workers hand to the reporter, in order per pod.
+pub(super) enum PodReport {
+    /// The pod's status changed.
+    Status(Box<(Pod, PodStatus)>),
+    /// The pod was stopped and removed from the node.
+    Removed(Box<Pod>),
+}
+
+/// What is still to be reported about one pod: its newest status, then (once it is gone)
+/// its removal, which must not overtake the final status (the API server would lose it
+/// with the deleted object).
+#[derive(Default)]
+struct Pending {
+    status: Option<(Pod, PodStatus)>,
+    removed: Option<Pod>,
+}
+
+impl Pending {
+    fn add(map: &mut BTreeMap<String, Pending>, report: PodReport) {
+        let uid = |pod: &Pod| pod.metadata.uid.clone().unwrap_or_default();
+        match report {
+            PodReport::Status(report) => {
+                let entry = map.entry(uid(&report.0)).or_default();
+                entry.status = Some(*report);
+            }
+            PodReport::Removed(pod) => {
+                let entry = map.entry(uid(&pod)).or_default();
+                entry.removed = Some(*pod);
+            }
+        }
+    }
+
+    /// Report what is pending; true when nothing is left.
+    async fn flush(&mut self, uid: &str, reporter: &dyn NodeReporter) -> bool {
+        if let Some((pod, status)) = &self.status {
+            match reporter.update_pod_status(pod, status).await {
+                // NotFound: the pod is gone from the API server; nothing to report to.
+                Ok(()) | Err(crate::error::ReportError::NotFound(_)) => self.status = None,
+                Err(err) => {
+                    warn!(uid, error = %err, "pod status not reported; will retry");
+                    return false;
+                }
+            }
+        }
+        if let Some(pod) = &self.removed {
+            match reporter.pod_removed(pod).await {
+                Ok(()) | Err(crate::error::ReportError::NotFound(_)) => self.removed = None,
+                Err(err) => {
+                    warn!(uid, error = %err, "pod removal not reported; will retry");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Reports pod statuses (newest per pod) and removals, in order per pod; a failed report is
+/// kept and tried again, and a newer status of the same pod replaces it.
 async fn drain_statuses(
     reporter: Arc<dyn NodeReporter>,
-    mut rx: mpsc::UnboundedReceiver<(Pod, PodStatus)>,
+    mut rx: mpsc::UnboundedReceiver<PodReport>,
 ) {
-    let mut pending: BTreeMap<String, (Pod, PodStatus)> = BTreeMap::new();
+    let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
     loop {
         if pending.is_empty() {
             match rx.recv().await {
-                Some((pod, status)) => {
-                    pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
-                }
+                Some(report) => Pending::add(&mut pending, report),
                 None => return,
             }
         }
-        while let Ok((pod, status)) = rx.try_recv() {
-            pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
+        while let Ok(report) = rx.try_recv() {
+            Pending::add(&mut pending, report);
         }
         let uids: Vec<String> = pending.keys().cloned().collect();
         for uid in uids {
-            let Some((pod, status)) = pending.get(&uid) else {
+            let Some(entry) = pending.get_mut(&uid) else {
                 continue;
             };
-            match reporter.update_pod_status(pod, status).await {
-                Ok(()) => {
-                    pending.remove(&uid);
-                }
-                Err(crate::error::ReportError::NotFound(_)) => {
-                    pending.remove(&uid);
-                }
-                Err(err) => warn!(uid = %uid, error = %err, "pod status not reported; will retry"),
+            if entry.flush(&uid, reporter.as_ref()).await {
+                pending.remove(&uid);
             }
         }
         if !pending.is_empty() {
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some((pod, status)) => {
-                        pending.insert(pod.metadata.uid.clone().unwrap_or_default(), (pod, status));
-                    }
+                report = rx.recv() => match report {
+                    Some(report) => Pending::add(&mut pending, report),
                     None => return,
                 },
                 _ = tokio::time::sleep(STATUS_RETRY) => {}
             }
+        }
+    }
+}
+
+impl crate::probes::worker::ProbeEvents for WorkerContext {
+    fn probe_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        self.event(pod, Some(container), type_, reason, message);
+    }
+}
+
+impl WorkerContext {
+    /// What the probe workers of a pod need from the kubelet.
+    pub fn probe_deps(self: &Arc<Self>) -> crate::probes::worker::ProbeDeps {
+        crate::probes::worker::ProbeDeps {
+            runtime: self.runtime.clone(),
+            events: self.clone(),
+            metrics: self.shared.probe_metrics.clone(),
         }
     }
 }

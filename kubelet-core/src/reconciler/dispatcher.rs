@@ -30,6 +30,7 @@ pub(super) async fn run(
         volume_plugins,
         sources,
         shared,
+        ..
     } = kubelet;
     let version = runtime.version().await?;
     info!(

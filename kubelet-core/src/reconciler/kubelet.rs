@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::spec::SpecSettings;
 use crate::network::NetworkPlugin;
+use crate::node::{MachineInfo, NodeAgent, NodeConfig, NodeConfigError, NodeStatusHandle};
 use crate::reporter::NodeReporter;
 use crate::runtime::Runtime;
 use crate::source::PodSource;
@@ -59,6 +60,9 @@ pub enum KubeletError {
     /// The runtime is unusable at start.
     #[error("container runtime: {0}")]
     Runtime(#[from] crate::error::RuntimeError),
+    /// The node status settings are unusable.
+    #[error(transparent)]
+    Node(#[from] NodeConfigError),
 }
 
 /// The reconciler, assembled from its seams. [`Kubelet::run`] drives it until shutdown.
@@ -70,6 +74,7 @@ pub struct Kubelet {
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
     pub(super) shared: Arc<super::kubelet_state::Shared>,
+    pub(super) node_agent: Option<NodeAgent>,
 }
 
 impl Kubelet {
@@ -85,16 +90,27 @@ impl Kubelet {
     /// Pods keep running after shutdown (as with the reference kubelet, a stopped kubelet
     /// leaves its containers alone).
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), KubeletError> {
-        super::dispatcher::run(self, shutdown).await
+        let Some(agent) = self.node_agent.take() else {
+            return super::dispatcher::run(self, shutdown).await;
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent = tokio::spawn(agent.run(async move {
+            let _ = stopped.await;
+        }));
+        let result = super::dispatcher::run(self, shutdown).await;
+        let _ = stop.send(());
+        let _ = agent.await;
+        result
     }
 
     /// A handle to inspect the kubelet while it runs.
     pub fn handle(&self) -> KubeletHandle {
         KubeletHandle {
             inner: self.shared.clone(),
+            node: self.node_agent.as_ref().map(NodeAgent::handle),
         }
     }
 }
@@ -108,6 +124,7 @@ pub struct KubeletBuilder {
     pub(super) reporter: Option<Arc<dyn NodeReporter>>,
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
+    pub(super) node: Option<(NodeConfig, MachineInfo)>,
 }
 
 impl KubeletBuilder {
@@ -138,16 +155,36 @@ impl KubeletBuilder {
         self
     }
 
+    /// Register the node and report its status and Lease through the reporter (the
+    /// [`NodeAgent`], started and stopped with the kubelet). Without it the kubelet reports
+    /// pods only.
+    pub fn node_status(mut self, config: NodeConfig, machine: MachineInfo) -> Self {
+        self.node = Some((config, machine));
+        self
+    }
+
     /// Check that every seam is there and build the kubelet. The network plugin defaults to
     /// [`crate::RuntimeManagedNetwork`].
     pub fn build(self) -> Result<Kubelet, KubeletError> {
+        let config = self.config.ok_or(KubeletError::Missing("configuration"))?;
+        let runtime = self.runtime.ok_or(KubeletError::Missing("runtime"))?;
+        let reporter = self.reporter.ok_or(KubeletError::Missing("reporter"))?;
+        let node_agent = match self.node {
+            Some((config, machine)) => Some(NodeAgent::new(
+                config,
+                machine,
+                runtime.clone(),
+                reporter.clone(),
+            )?),
+            None => None,
+        };
         Ok(Kubelet {
-            config: self.config.ok_or(KubeletError::Missing("configuration"))?,
-            runtime: self.runtime.ok_or(KubeletError::Missing("runtime"))?,
+            config,
+            runtime,
             network: self
                 .network
                 .unwrap_or_else(|| Arc::new(crate::network::RuntimeManagedNetwork)),
-            reporter: self.reporter.ok_or(KubeletError::Missing("reporter"))?,
+            reporter,
             volume_plugins: self
                 .volume_plugins
                 .into_iter()
@@ -155,6 +192,7 @@ impl KubeletBuilder {
                 .collect(),
             sources: self.sources,
             shared: Arc::new(super::kubelet_state::Shared::new()),
+            node_agent,
         })
     }
 }
@@ -163,6 +201,7 @@ impl KubeletBuilder {
 #[derive(Clone)]
 pub struct KubeletHandle {
     pub(super) inner: Arc<super::kubelet_state::Shared>,
+    pub(super) node: Option<NodeStatusHandle>,
 }
 
 impl KubeletHandle {
@@ -175,5 +214,17 @@ impl KubeletHandle {
     /// PLEG health check behind `/healthz`).
     pub fn healthz(&self) -> Result<(), String> {
         self.inner.healthz()
+    }
+
+    /// Probe run counts by probe type, result, container, pod and namespace (the
+    /// `prober_probe_total` metric).
+    pub fn probe_counts(&self) -> std::collections::BTreeMap<crate::probes::ProbeCountKey, u64> {
+        self.inner.probe_metrics.snapshot()
+    }
+
+    /// The node agent's view (last node status, lease renewal), when the kubelet reports
+    /// node status.
+    pub fn node_status(&self) -> Option<&NodeStatusHandle> {
+        self.node.as_ref()
     }
 }

@@ -14,6 +14,8 @@ pub(super) const RELIST_THRESHOLD: Duration = Duration::from_secs(180);
 pub struct Shared {
     pods: RwLock<BTreeMap<String, Pod>>,
     last_relist: Mutex<Instant>,
+    /// Probe run counts (`prober_probe_total`), written by the probe workers.
+    pub(crate) probe_metrics: std::sync::Arc<crate::probes::ProbeMetrics>,
 }
 
 impl Shared {
@@ -21,6 +23,7 @@ impl Shared {
         Self {
             pods: RwLock::new(BTreeMap::new()),
             last_relist: Mutex::new(Instant::now()),
+            probe_metrics: Default::default(),
         }
     }
 

@@ -26,15 +26,30 @@ pub struct PodConfigMux {
     ready: BTreeSet<String>,
 }
 
-/// Whether two versions of a pod differ in what the kubelet acts on (not status, not the
-/// bookkeeping that changes on every write).
+/// Whether two versions of a pod differ in what the kubelet acts on: not the status the
+/// kubelet writes itself, nor the bookkeeping that changes on every write; but the
+/// conditions of the pod's readiness gates, which other controllers set in the status and
+/// which decide the pod's Ready condition.
 fn same_desired_state(a: &Pod, b: &Pod) -> bool {
     let strip = |p: &Pod| {
         let mut p = p.clone();
+        let gates: Vec<String> = p
+            .spec
+            .iter()
+            .flat_map(|s| s.readiness_gates.iter().flatten())
+            .map(|g| g.condition_type.clone())
+            .collect();
+        let gate_conditions: Vec<(String, String)> = p
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .filter(|c| gates.contains(&c.type_))
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect();
         p.status = None;
         p.metadata.resource_version = None;
         p.metadata.managed_fields = None;
-        p
+        (p, gate_conditions)
     };
     strip(a) == strip(b)
 }
@@ -230,6 +245,50 @@ mod tests {
         });
         p.metadata.resource_version = Some("42".into());
         assert!(mux.apply("api", PodUpdate::Update(p)).is_empty());
+    }
+
+    #[test]
+    fn readiness_gate_conditions_wake_the_worker() {
+        let mut mux = PodConfigMux::new(["api"]);
+        let mut gated = pod("a", "x");
+        if let Some(spec) = gated.spec.as_mut() {
+            spec.readiness_gates = Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+                condition_type: "example.com/lb".into(),
+            }]);
+        }
+        mux.apply("api", PodUpdate::Snapshot(vec![gated.clone()]));
+        let with_condition = |type_: &str, status: &str| {
+            let mut p = gated.clone();
+            p.status = Some(PodStatus {
+                conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                    type_: type_.into(),
+                    status: status.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            p
+        };
+        // Another condition than the gate's: nothing to do.
+        assert!(
+            mux.apply("api", PodUpdate::Update(with_condition("Other", "True")))
+                .is_empty()
+        );
+        let changes = mux.apply(
+            "api",
+            PodUpdate::Update(with_condition("example.com/lb", "True")),
+        );
+        assert_eq!(changes.len(), 1);
+        let seen = changes[0].pod.as_ref().and_then(|p| p.status.as_ref());
+        assert!(seen.is_some(), "the worker gets the gate's condition");
+        // The same gate status again (e.g. the kubelet's own status write): nothing to do.
+        assert!(
+            mux.apply(
+                "api",
+                PodUpdate::Update(with_condition("example.com/lb", "True"))
+            )
+            .is_empty()
+        );
     }
 
     #[test]

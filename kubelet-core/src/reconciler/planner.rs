@@ -295,11 +295,16 @@ pub fn plan(input: PlanInput<'_>) -> PodActions {
                 actions.kill.push(ContainerKill {
                     id: running.id.clone(),
                     name: c.name.clone(),
-                    reason,
+                    reason: reason.clone(),
                 });
-                if restart {
-                    // A deliberate restart is not a crash: no backoff holds it back.
-                    actions.start.push(start(index, &c.name, false, latest));
+                let next = start(index, &c.name, false, latest);
+                if restart && reason == KillReason::SpecChanged {
+                    // A changed spec has a new backoff key: it never waits.
+                    actions.start.push(next);
+                } else if restart {
+                    // A probe kill waits while the container's CrashLoopBackOff lasts (the
+                    // reference backs off from its newest exited instance).
+                    push_start(&mut actions, in_backoff, next);
                 }
             }
         }

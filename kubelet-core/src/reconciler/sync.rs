@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::planner::{self, ContainerStart, PlanInput};
+use super::planner::{self, ContainerStart, KillReason, PlanInput};
 use super::spec;
 use super::state::PodRuntimeState;
 use super::status::{self, ContainerWaiting, StatusInput};
@@ -16,6 +16,8 @@ use super::worker::PodWorker;
 use crate::error::RuntimeError;
 use crate::labels;
 use crate::network::NetworkContext;
+use crate::probes::worker::RunningContainer;
+use crate::probes::{ProbeResult, ProbeTarget, ProbeType, hook_spec, run_hook};
 use crate::reporter::EventType;
 use crate::runtime::{ContainerState, ListFilter, Mount, NamespaceMode, SandboxState};
 use crate::volume::MountedVolume;
@@ -30,6 +32,42 @@ pub(super) mod reason {
     pub const CREATE: &str = "CreateContainerError";
     pub const RUN: &str = "RunContainerError";
     pub const CONTAINER_CREATING: &str = "ContainerCreating";
+    pub const POST_START_HOOK: &str = "PostStartHookError";
+}
+
+/// The spec of container `name` and its path in the pod (`spec.containers[0]`).
+pub(super) fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a Container, String)> {
+    let spec = pod.spec.as_ref()?;
+    if let Some((i, c)) = spec
+        .containers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == name)
+    {
+        return Some((c, format!("spec.containers[{i}]")));
+    }
+    spec.init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .find(|(_, c)| c.name == name)
+        .map(|(i, c)| (c, format!("spec.initContainers[{i}]")))
+}
+
+fn restart_policy_never(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never")
+}
+
+/// The grace period a probe asks for when its failure kills the container.
+fn probe_grace(pod: &Pod, name: &str, probe: ProbeType) -> Option<Duration> {
+    let (c, _) = find_container(pod, name)?;
+    let p = match probe {
+        ProbeType::Liveness => c.liveness_probe.as_ref(),
+        ProbeType::Startup => c.startup_probe.as_ref(),
+        ProbeType::Readiness => None,
+    }?;
+    let seconds = p.termination_grace_period_seconds.filter(|s| *s > 0)?;
+    Some(Duration::from_secs(u64::try_from(seconds).ok()?))
 }
 
 pub(super) fn pod_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
@@ -170,17 +208,40 @@ impl PodWorker {
             }
         };
 
-        // Which restarts CrashLoopBackOff holds back now.
+        // Running containers whose liveness or startup probe failed: the planner kills them.
+        let results = self.probes.results().clone();
+        let failed = |probe: ProbeType| -> BTreeSet<String> {
+            observed
+                .running_containers()
+                .filter(|c| results.get(&c.id, probe) == Some(ProbeResult::Failure))
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        let liveness_failed = failed(ProbeType::Liveness);
+        let startup_failed = failed(ProbeType::Startup);
+
+        // Which restarts CrashLoopBackOff holds back now: after a crash, and (as with the
+        // reference, which backs off from the newest exited instance) after a probe kill.
         let mut in_backoff = BTreeSet::new();
         for c in pod_containers(pod) {
             let Some(latest) = observed.latest_container(&c.name) else {
                 continue;
             };
-            if latest.state != ContainerState::Exited || !planner::should_restart(pod, Some(latest))
-            {
+            let crashed = latest.state == ContainerState::Exited
+                && planner::should_restart(pod, Some(latest));
+            let probe_restart = latest.state == ContainerState::Running
+                && (liveness_failed.contains(&latest.id) || startup_failed.contains(&latest.id))
+                && !restart_policy_never(pod);
+            if !crashed && !probe_restart {
                 continue;
             }
-            let exited_at = self.exit_seen.get(&latest.id).copied().unwrap_or(now);
+            let Some(exited) = observed
+                .containers_named(&c.name)
+                .find(|x| x.state == ContainerState::Exited)
+            else {
+                continue;
+            };
+            let exited_at = self.exit_seen.get(&exited.id).copied().unwrap_or(now);
             if let Some(left) = self
                 .crash_backoff
                 .remaining(&backoff_key(c), exited_at, now)
@@ -210,8 +271,8 @@ impl PodWorker {
             pod,
             observed: &observed,
             in_backoff: &in_backoff,
-            liveness_failed: &BTreeSet::new(),
-            startup_failed: &BTreeSet::new(),
+            liveness_failed: &liveness_failed,
+            startup_failed: &startup_failed,
         });
         debug!(?actions, "planned");
         for name in &actions.backing_off {
@@ -254,17 +315,24 @@ impl PodWorker {
             }
         }
         let grace = grace_period(Some(pod), &observed);
+        let pod_ip = self.pod_ip(pod);
         for kill in &actions.kill {
-            self.ctx.event(
-                pod,
-                Some(&kill.name),
-                EventType::Normal,
-                "Killing",
-                kill.reason.message(&kill.name),
-            );
-            if let Err(err) = self.ctx.runtime.stop_container(&kill.id, grace).await {
-                warn!(container = %kill.name, error = %err, "stop failed");
+            let grace = match kill.reason {
+                KillReason::LivenessFailed => probe_grace(pod, &kill.name, ProbeType::Liveness),
+                KillReason::StartupFailed => probe_grace(pod, &kill.name, ProbeType::Startup),
+                _ => None,
             }
+            .unwrap_or(grace);
+            super::terminate::kill_container(
+                &self.ctx,
+                Some(pod),
+                &kill.id,
+                &kill.name,
+                grace,
+                Some(kill.reason.message(&kill.name)),
+                pod_ip.as_deref(),
+            )
+            .await;
         }
         if let Some(sandbox_id) = &sandbox_id {
             let sandbox_config =
@@ -295,7 +363,60 @@ impl PodWorker {
             observed
         };
         self.update_status(pod, &observed, false);
+        self.sync_probes(pod, &observed);
         next_wake
+    }
+
+    /// The pod's primary IP, where probes and hooks connect by default. A host-network pod
+    /// with no node IP known is reached on the loopback.
+    pub(super) fn pod_ip(&self, pod: &Pod) -> Option<String> {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        self.pod_ips
+            .as_ref()
+            .and_then(|(_, ips)| ips.first().cloned())
+            .or_else(|| host_network.then(|| self.ctx.config.node_ips.first().cloned())?)
+            .or_else(|| host_network.then(|| "127.0.0.1".to_string()))
+    }
+
+    /// Start probe workers for the containers that run now, stop those of containers that
+    /// do not. Regular containers and sidecars are probed; other init containers are not.
+    fn sync_probes(&mut self, pod: &Pod, observed: &PodRuntimeState) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+            .map(|(i, c)| (c, format!("spec.initContainers[{i}]")));
+        let regular = spec
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c, format!("spec.containers[{i}]")));
+        let running: Vec<RunningContainer<'_>> = sidecars
+            .chain(regular)
+            .filter_map(|(c, field)| {
+                let status = observed
+                    .latest_container(&c.name)
+                    .filter(|s| s.state == ContainerState::Running)?;
+                Some(RunningContainer {
+                    spec: c,
+                    field,
+                    id: &status.id,
+                    started_at: status.started_at,
+                })
+            })
+            .collect();
+        let deps = self.ctx.probe_deps();
+        let pod_ip = self.pod_ip(pod);
+        self.probes.sync(&deps, pod, &running, pod_ip.as_deref());
     }
 
     async fn start_container(
@@ -318,10 +439,11 @@ impl PodWorker {
             return;
         };
         let name = container.name.as_str();
-        // A restart after an exit counts towards CrashLoopBackOff, from when it exited.
+        // A restart after an exit counts towards CrashLoopBackOff, from when the newest
+        // exited instance exited (after a probe kill, the one before the killed one).
         if let Some(previous) = observed
-            .latest_container(name)
-            .filter(|c| c.state == ContainerState::Exited)
+            .containers_named(name)
+            .find(|c| c.state == ContainerState::Exited)
         {
             let exited_at = self
                 .exit_seen
@@ -389,6 +511,68 @@ impl PodWorker {
             format!("Started container {name}"),
         );
         self.waiting.remove(name);
+        if let Some(hook) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        {
+            self.post_start(pod, container, &id, hook, start.init).await;
+        }
+    }
+
+    /// Run the postStart hook of a container that just started; a failing hook kills the
+    /// container (the restart policy then decides, as after a crash).
+    async fn post_start(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        id: &str,
+        hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+        init: bool,
+    ) {
+        let name = container.name.as_str();
+        let kind = if init { "initContainers" } else { "containers" };
+        let field = find_container(pod, name).map_or_else(
+            || format!("spec.{kind}{{{name}}}.lifecycle.postStart"),
+            |(_, path)| format!("{path}.lifecycle.postStart"),
+        );
+        let pod_ip = self.pod_ip(pod);
+        let outcome = match hook_spec(hook, &field) {
+            Ok(hook) => {
+                let target = ProbeTarget {
+                    container_id: id,
+                    container,
+                    pod_ip: pod_ip.as_deref(),
+                };
+                run_hook(self.ctx.runtime.as_ref(), &hook, target, &pod_name(pod)).await
+            }
+            Err(err) => Err(err.to_string()),
+        };
+        let Err(message) = outcome else {
+            return;
+        };
+        warn!(container = %name, %message, "postStart hook failed");
+        self.ctx.event(
+            pod,
+            Some(name),
+            EventType::Warning,
+            "FailedPostStartHook",
+            message.clone(),
+        );
+        let observed = PodRuntimeState::default();
+        let grace = grace_period(Some(pod), &observed);
+        super::terminate::kill_container(
+            &self.ctx,
+            Some(pod),
+            id,
+            name,
+            grace,
+            Some("FailedPostStartHook".to_string()),
+            pod_ip.as_deref(),
+        )
+        .await;
+        self.waiting
+            .insert(name.to_string(), waiting(reason::POST_START_HOOK, message));
     }
 
     fn fail_start(&mut self, pod: &Pod, name: &str, why: &str, message: String) {
@@ -465,7 +649,22 @@ impl PodWorker {
         observed: &PodRuntimeState,
         terminating: bool,
     ) {
-        let no_probes = BTreeMap::new();
+        // Probe results of the newest instance of each running container.
+        let results = self.probes.results();
+        let mut readiness = BTreeMap::new();
+        let mut started = BTreeMap::new();
+        for c in observed.running_containers() {
+            let name = &c.metadata.name;
+            if observed.latest_container(name).map(|l| &l.id) != Some(&c.id) {
+                continue;
+            }
+            if let Some(r) = results.get(&c.id, ProbeType::Readiness) {
+                readiness.insert(name.clone(), r == ProbeResult::Success);
+            }
+            if let Some(r) = results.get(&c.id, ProbeType::Startup) {
+                started.insert(name.clone(), r == ProbeResult::Success);
+            }
+        }
         let pod_ips: &[String] = self
             .pod_ips
             .as_ref()
@@ -475,8 +674,8 @@ impl PodWorker {
             pod,
             observed,
             waiting: &self.waiting,
-            readiness: &no_probes,
-            started: &no_probes,
+            readiness: &readiness,
+            started: &started,
             previous: self.last_status.as_ref(),
             pod_ips,
             host_ips: &self.ctx.config.node_ips,

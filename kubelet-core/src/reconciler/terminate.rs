@@ -9,14 +9,90 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use tracing::{info, warn};
 
+use super::context::WorkerContext;
 use super::state::PodRuntimeState;
-use super::sync::{grace_period, network_context, pod_name};
+use super::sync::{find_container, grace_period, network_context, pod_name};
 use super::worker::PodWorker;
+use crate::probes::{ProbeTarget, hook_spec, run_hook};
 use crate::reporter::EventType;
 use crate::runtime::{ContainerState, SandboxState};
 
 /// How long termination waits before trying the runtime again when it is unreachable.
 const RETRY: Duration = Duration::from_secs(2);
+/// The least grace a container gets after its preStop hook, as the reference's
+/// `minimumGracePeriodInSeconds`, so that it is not SIGKILLed right after SIGTERM.
+const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+
+/// Stop one container as the reference's `killContainer`: a Killing event (`message`, or
+/// "Stopping container <name>"), the preStop hook bounded by the grace period, then SIGTERM
+/// with what is left of the grace period (at least 2 s) before SIGKILL. `pod` is `None` for
+/// an orphan (no spec: no hook, no event).
+pub(super) async fn kill_container(
+    ctx: &WorkerContext,
+    pod: Option<&Pod>,
+    container_id: &str,
+    name: &str,
+    grace: Duration,
+    message: Option<String>,
+    pod_ip: Option<&str>,
+) {
+    let mut grace = grace;
+    if let Some(pod) = pod {
+        ctx.event(
+            pod,
+            Some(name),
+            EventType::Normal,
+            "Killing",
+            message.unwrap_or_else(|| format!("Stopping container {name}")),
+        );
+        let pre_stop = find_container(pod, name).and_then(|(c, field)| {
+            let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            Some((c, field, hook))
+        });
+        if let Some((container, field, hook)) = pre_stop
+            && !grace.is_zero()
+        {
+            let started = tokio::time::Instant::now();
+            let target = ProbeTarget {
+                container_id,
+                container,
+                pod_ip,
+            };
+            let outcome = match hook_spec(hook, &format!("{field}.lifecycle.preStop")) {
+                Ok(hook) => {
+                    let full_name = pod_name(pod);
+                    let run = run_hook(ctx.runtime.as_ref(), &hook, target, &full_name);
+                    tokio::time::timeout(grace, run).await
+                }
+                Err(err) => Ok(Err(err.to_string())),
+            };
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    warn!(container = %name, %message, "preStop hook failed");
+                    ctx.event(
+                        pod,
+                        Some(name),
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        message,
+                    );
+                }
+                Err(_) => info!(
+                    container = %name,
+                    grace_seconds = grace.as_secs(),
+                    "preStop hook not completed in grace period"
+                ),
+            }
+            // Whole seconds, as the reference counts the hook against the grace period.
+            grace = grace.saturating_sub(Duration::from_secs(started.elapsed().as_secs()));
+        }
+    }
+    let grace = grace.max(MINIMUM_GRACE);
+    if let Err(err) = ctx.runtime.stop_container(container_id, grace).await {
+        warn!(container = %name, error = %err, "stop failed");
+    }
+}
 
 impl PodWorker {
     /// Stop every running container (concurrently, each with `grace`) and every ready sandbox.
@@ -27,21 +103,18 @@ impl PodWorker {
         grace: Duration,
     ) {
         let runtime = &self.ctx.runtime;
+        let pod_ip = pod.and_then(|p| self.pod_ip(p));
+        let ctx = &self.ctx;
         let stops = observed.running_containers().map(|c| {
-            if let Some(pod) = pod {
-                self.ctx.event(
-                    pod,
-                    Some(&c.metadata.name),
-                    EventType::Normal,
-                    "Killing",
-                    format!("Stopping container {}", c.metadata.name),
-                );
-            }
-            async move {
-                if let Err(err) = runtime.stop_container(&c.id, grace).await {
-                    warn!(container = %c.metadata.name, error = %err, "stop failed");
-                }
-            }
+            kill_container(
+                ctx,
+                pod,
+                &c.id,
+                &c.metadata.name,
+                grace,
+                None,
+                pod_ip.as_deref(),
+            )
         });
         join_all(stops).await;
         for sandbox in observed
@@ -70,6 +143,9 @@ impl PodWorker {
     /// Terminate the pod for good and clean up after it. `pod` is `None` for an orphan found
     /// in the runtime that no source wants.
     pub(super) async fn terminate(&mut self, pod: Option<&Pod>) {
+        // Probes stop with the pod: a liveness failure must not restart a container that is
+        // being stopped.
+        self.probes.stop_all();
         let observed = loop {
             match self.observe().await {
                 Ok(o) => break o,
@@ -134,10 +210,8 @@ impl PodWorker {
             }
         }
         self.ctx.shared.remove_pod(&self.uid);
-        if let Some(pod) = pod
-            && let Err(err) = self.ctx.reporter.pod_removed(pod).await
-        {
-            warn!(error = %err, "reporting the pod's removal failed");
+        if let Some(pod) = pod {
+            self.ctx.report_removed(pod);
         }
         info!(uid = %self.uid, "pod terminated and removed");
     }

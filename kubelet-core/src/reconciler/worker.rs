@@ -15,6 +15,7 @@ use tracing::{Instrument, info_span};
 use super::backoff::Backoff;
 use super::context::WorkerContext;
 use super::status::ContainerWaiting;
+use crate::probes::worker::PodProbes;
 use crate::runtime::{ContainerStatus, PodSandboxStatus};
 
 /// What a worker is told: the newest desired pod (`None`: the pod must go) and a counter
@@ -90,6 +91,8 @@ pub(super) struct PodWorker {
     pub pod_ips: Option<(String, Vec<String>)>,
     /// The status last computed.
     pub last_status: Option<PodStatus>,
+    /// The probe workers of the pod's running containers, and their results.
+    pub probes: PodProbes,
     /// The pod as last synced.
     last_pod: Option<Pod>,
 }
@@ -108,6 +111,7 @@ impl PodWorker {
             waiting: BTreeMap::new(),
             pod_ips: None,
             last_status: None,
+            probes: PodProbes::new(),
             last_pod: None,
         }
     }
@@ -141,8 +145,12 @@ impl PodWorker {
                 .unwrap_or(self.ctx.config.sync_frequency)
                 .min(self.ctx.config.sync_frequency)
                 .max(Duration::from_millis(10));
+            // A probe result that changed (liveness failed, readiness flipped) is acted on
+            // at once rather than at the next resync.
+            let probe_results = self.probes.results().clone();
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
+                _ = probe_results.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

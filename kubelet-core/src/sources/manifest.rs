@@ -492,7 +492,7 @@ fn validate_container<'a>(
             &["TCP", "UDP", "SCTP"],
         );
         if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            if let Some(msg) = iana_svc_name_error(name) {
+            if let Some(msg) = crate::probes::spec::iana_svc_name_error(name) {
                 errs.add(format!("{pf}.name"), msg);
             } else if !port_names.insert(name) {
                 errs.add(format!("{pf}.name"), format!("Duplicate value: {name:?}"));
@@ -633,30 +633,6 @@ fn is_dns_segment(s: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// Why `s` is not an IANA service name (a port name), or `None` when it is one.
-fn iana_svc_name_error(s: &str) -> Option<String> {
-    if s.len() > 15 {
-        return Some(format!(
-            "Invalid value: {s:?}: must be no more than 15 characters"
-        ));
-    }
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok_chars || s.starts_with('-') || s.ends_with('-') || s.contains("--") {
-        return Some(format!(
-            "Invalid value: {s:?}: must contain only lowercase alphanumerics or '-', must not \
-             start or end with '-' and must not contain '--'"
-        ));
-    }
-    if !s.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Some(format!(
-            "Invalid value: {s:?}: must contain at least one letter (a-z)"
-        ));
-    }
-    None
 }
 
 fn invalid(origin: &str, field: impl Into<String>, message: impl Into<String>) -> SourceError {

@@ -21,7 +21,8 @@ use crate::labels;
 use crate::runtime::{
     AuthConfig, ContainerConfig, ContainerMetadata, ContainerState, ContainerStats,
     ContainerStatus, ExecResult, ImageInfo, ListFilter, NamespaceMode, PodSandboxConfig,
-    PodSandboxStatus, Runtime, RuntimeResult, RuntimeVersion, SandboxState,
+    PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult, RuntimeStatus, RuntimeVersion,
+    SandboxState,
 };
 
 /// Exit code of a SIGKILLed process.
@@ -35,6 +36,8 @@ const START_ERROR_REASON: &str = "StartError";
 pub enum Method {
     /// `version`
     Version,
+    /// `status`
+    Status,
     /// `run_pod_sandbox`
     RunPodSandbox,
     /// `stop_pod_sandbox`
@@ -212,6 +215,7 @@ struct State {
     default_behavior: ContainerBehavior,
     exec_handlers: Vec<(ContainerMatch, ExecHandler)>,
     refuse_remove_running: bool,
+    runtime_status: RuntimeStatus,
     outage: bool,
     fail_next: HashMap<Method, usize>,
     counts: HashMap<Method, usize>,
@@ -287,6 +291,7 @@ impl FakeRuntime {
                 default_behavior: ContainerBehavior::default(),
                 exec_handlers: Vec::new(),
                 refuse_remove_running: false,
+                runtime_status: RuntimeStatus::ready(),
                 outage: false,
                 fail_next: HashMap::new(),
                 counts: HashMap::new(),
@@ -383,6 +388,31 @@ impl FakeRuntime {
     /// The next `n` calls of `method` fail with [`RuntimeError::Unavailable`].
     pub fn fail_next(&self, method: Method, n: usize) {
         *self.lock().fail_next.entry(method).or_default() += n;
+    }
+
+    /// What `status` answers from now on (both conditions ready at first).
+    pub fn set_runtime_status(&self, status: RuntimeStatus) {
+        self.lock().runtime_status = status;
+    }
+
+    /// Make the runtime's network ready, or not ready with the reason and message containerd
+    /// gives before a CNI config exists.
+    pub fn set_network_ready(&self, ready: bool) {
+        let condition = if ready {
+            RuntimeCondition::ready(RuntimeStatus::NETWORK_READY)
+        } else {
+            RuntimeCondition::not_ready(
+                RuntimeStatus::NETWORK_READY,
+                "NetworkPluginNotReady",
+                "Network plugin returns error: cni plugin not initialized",
+            )
+        };
+        let mut state = self.lock();
+        state
+            .runtime_status
+            .conditions
+            .retain(|c| c.type_ != RuntimeStatus::NETWORK_READY);
+        state.runtime_status.conditions.push(condition);
     }
 
     /// While on, every call fails with [`RuntimeError::Unavailable`] (the runtime is down).
@@ -677,6 +707,11 @@ impl Runtime for FakeRuntime {
             runtime_version: env!("CARGO_PKG_VERSION").to_string(),
             runtime_api_version: "v1".to_string(),
         })
+    }
+
+    async fn status(&self) -> RuntimeResult<RuntimeStatus> {
+        self.enter(Method::Status, "")?;
+        Ok(self.lock().runtime_status.clone())
     }
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> RuntimeResult<String> {

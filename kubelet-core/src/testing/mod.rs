@@ -1,5 +1,5 @@
 //! Test doubles for the seams: an in-memory runtime, a channel pod source, a recording
-//! reporter, and pod builders.
+//! reporter, pod builders, and a fake kube-apiserver ([`apiserver`]).
 //!
 //! [`FakeRuntime`] answers as containerd 1.6+ does through the CRI, refusals included, so
 //! that code tested against it also works against the real thing:
@@ -33,12 +33,14 @@
 //! so a container that exits 5 s after its start reports `finished_at = started_at + 5 s`
 //! whenever it is looked at.
 
+pub mod apiserver;
 mod behavior;
 mod channel_source;
 mod fake_runtime;
 pub mod pods;
 mod recording_reporter;
 
+pub use apiserver::{ApiError, FakeApiServer, FakeApiServerError, FakeApiServerOptions};
 pub use behavior::{ContainerBehavior, ContainerMatch, ExecHandler, ExecReply, OnTerm, Run};
 pub use channel_source::{ChannelSource, ChannelSourceSender};
 pub use fake_runtime::{Call, FakeRuntime, Method, normalize_image};

@@ -20,6 +20,8 @@ struct Recorded {
     pod_statuses: BTreeMap<String, Vec<PodStatus>>,
     status_order: Vec<String>,
     removed: Vec<Pod>,
+    /// Pod status updates (`false`) and removals (`true`) with the pod UID, in call order.
+    pod_calls: Vec<(String, bool)>,
     events: Vec<KubeletEvent>,
     unavailable: bool,
     fail_next: usize,
@@ -155,6 +157,22 @@ impl RecordingReporter {
         self.lock().removed.iter().map(uid_of).collect()
     }
 
+    /// How many status updates of the pod were accepted after its removal was (none, when
+    /// the kubelet reports in order); `None` while the pod was not reported removed.
+    pub fn status_updates_after_removal(&self, uid: &str) -> Option<usize> {
+        let r = self.lock();
+        let at = r
+            .pod_calls
+            .iter()
+            .position(|(u, removed)| u == uid && *removed)?;
+        Some(
+            r.pod_calls[at..]
+                .iter()
+                .filter(|(u, removed)| u == uid && !*removed)
+                .count(),
+        )
+    }
+
     /// Every event recorded, in order.
     pub fn events(&self) -> Vec<KubeletEvent> {
         self.lock().events.clone()
@@ -236,6 +254,7 @@ impl NodeReporter for RecordingReporter {
                 .entry(uid.clone())
                 .or_default()
                 .push(status.clone());
+            r.pod_calls.push((uid.clone(), false));
             r.status_order.push(uid);
         }
         self.changed.notify_waiters();
@@ -246,6 +265,7 @@ impl NodeReporter for RecordingReporter {
         {
             let mut r = self.lock();
             Self::admit(&mut r, "pod_removed")?;
+            r.pod_calls.push((uid_of(pod), true));
             r.removed.push(pod.clone());
         }
         self.changed.notify_waiters();

@@ -343,3 +343,51 @@ fn a_created_but_never_started_container_is_started_again() {
     let a = run_plan(&p, &observed, &[]);
     assert_eq!(started(&a), vec![("a", false, 1)]);
 }
+
+#[test]
+fn startup_failure_restarts_like_liveness() {
+    let p = pod("Always", &[], &["a"]);
+    let observed = state(
+        vec![sandbox("sb", 0, true)],
+        vec![observed_container(&p, "a", 0, "run")],
+    );
+    let failed: BTreeSet<String> = ["a-0".to_string()].into();
+    let a = plan(PlanInput {
+        pod: &p,
+        observed: &observed,
+        in_backoff: &BTreeSet::new(),
+        liveness_failed: &BTreeSet::new(),
+        startup_failed: &failed,
+    });
+    assert_eq!(a.kill.len(), 1);
+    assert_eq!(a.kill[0].reason, KillReason::StartupFailed);
+    assert_eq!(started(&a), vec![("a", false, 1)]);
+    assert!(!a.kill_pod);
+}
+
+#[test]
+fn a_probe_kill_in_backoff_kills_but_waits_to_restart() {
+    let p = pod("Always", &[], &["a"]);
+    let observed = state(
+        vec![sandbox("sb", 0, true)],
+        vec![
+            observed_container(&p, "a", 1, "run"),
+            observed_container(&p, "a", 0, "fail"),
+        ],
+    );
+    let failed: BTreeSet<String> = ["a-1".to_string()].into();
+    let backoff: BTreeSet<String> = ["a".to_string()].into();
+    let a = plan(PlanInput {
+        pod: &p,
+        observed: &observed,
+        in_backoff: &backoff,
+        liveness_failed: &failed,
+        startup_failed: &BTreeSet::new(),
+    });
+    assert_eq!(a.kill.len(), 1);
+    assert_eq!(a.kill[0].id, "a-1");
+    assert!(a.start.is_empty());
+    assert_eq!(a.backing_off, vec!["a".to_string()]);
+    // The pod lives on while the container waits.
+    assert!(!a.kill_pod);
+}

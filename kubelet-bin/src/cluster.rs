@@ -1,0 +1,87 @@
+//! The API-server side of the wiring (`--kubeconfig`): the client acting as
+//! `system:node:<name>`, the pod source that watches the node's pods, the reporter for the
+//! Node, its Lease, pod status, mirror pods and events, and the node agent's settings.
+
+use std::net::IpAddr;
+
+use kubelet_core::apiserver::{
+    ApiClientError, ApiServerReporter, ApiServerSource, ClientSource, DEFAULT_SYNC_PERIOD,
+    NodeClient, ReporterConfig,
+};
+use kubelet_core::node::NodeConfig;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+
+/// The API-server backed seams, ready to be handed to the kubelet builder.
+pub struct Cluster {
+    /// The node's pods by list+watch.
+    pub source: ApiServerSource,
+    /// Node, Lease, pod status, mirror pods, events.
+    pub reporter: ApiServerReporter,
+    /// How the node registers and reports its status.
+    pub node: NodeConfig,
+}
+
+impl Cluster {
+    /// Build the client from the kubeconfig and check that the API server accepts us as this
+    /// node. An unreachable server is only a warning: the kubelet must still run its static
+    /// pods (on a control-plane node they are the API server), and the source and reporter
+    /// retry until it answers. Refused credentials are an error: they do not heal by waiting.
+    pub async fn connect(
+        settings: &Settings,
+        kubeconfig: &std::path::Path,
+        node_ips: &[IpAddr],
+    ) -> Result<Self, ApiClientError> {
+        let client = NodeClient::connect(
+            &ClientSource::Kubeconfig(kubeconfig.to_path_buf()),
+            settings.node_name.clone(),
+        )
+        .await?;
+        match client.check_access().await {
+            Ok(()) => {
+                tracing::info!(url = client.url(), node = %settings.node_name, "API server accepts this node")
+            }
+            Err(err @ ApiClientError::Unreachable { .. }) => {
+                tracing::warn!(error = %err, "API server not reachable yet; running static pods and retrying");
+            }
+            Err(err) => return Err(err),
+        }
+        let lease_duration_seconds =
+            i32::try_from(settings.node_lease_duration_seconds).unwrap_or(i32::MAX);
+        let reporter = ApiServerReporter::with_config(
+            client.clone(),
+            ReporterConfig {
+                lease_duration_seconds,
+                ..ReporterConfig::default()
+            },
+        );
+        Ok(Self {
+            source: ApiServerSource::new(client),
+            reporter,
+            node: node_config(settings, node_ips),
+        })
+    }
+
+    /// Start the reporter's own loop (failed pod statuses sent again, deleted mirror pods
+    /// recreated); abort the handle at shutdown.
+    pub fn spawn_background(&self) -> JoinHandle<()> {
+        self.reporter.spawn_sync(DEFAULT_SYNC_PERIOD)
+    }
+}
+
+/// The node agent's settings from the daemon's.
+pub fn node_config(settings: &Settings, node_ips: &[IpAddr]) -> NodeConfig {
+    let mut node = NodeConfig::new(settings.node_name.clone());
+    node.labels = settings.node_labels.clone();
+    node.taints = settings.register_with_taints.clone();
+    node.register_node = settings.register_node;
+    node.node_ips = node_ips.to_vec();
+    node.max_pods = i64::from(settings.max_pods);
+    node.node_status_update_frequency = settings.node_status_update_frequency;
+    node.node_status_report_frequency = settings.node_status_report_frequency;
+    node.node_lease_duration_seconds =
+        i32::try_from(settings.node_lease_duration_seconds).unwrap_or(i32::MAX);
+    node.kubelet_port = i32::from(settings.port);
+    node
+}

@@ -1,0 +1,498 @@
+//! End-to-end: the `kubelet` binary joins a cluster (the fake kube-apiserver of
+//! `kubelet_core::testing::apiserver`, over HTTPS with a node's client certificate, reached only through the
+//! kubeconfig given with `--kubeconfig`) and runs its pods on a real containerd. Skipped like
+//! the other end-to-end tests when no containerd can run here, unless
+//! `KUBELET_TEST_REQUIRE_CONTAINERD=1`.
+
+mod support {
+    // Shared by several test binaries; each uses part of it.
+    #[allow(dead_code)]
+    pub mod node;
+}
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodCondition};
+use kubelet_core::testing::apiserver::{DeleteOptions, FakeApiServer};
+use support::node::{NODE, TestNode, container, phase, runtime_id, uid};
+
+const IMAGE: &str = kubelet_cri::testing::BUSYBOX_IMAGE;
+/// Deadline for anything the kubelet does on its own schedule.
+const DEADLINE: Duration = Duration::from_secs(90);
+/// A script that idles until SIGTERM, on which it exits 0 at once.
+const SERVE: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+/// The fake API server, the kubeconfig file pointing at it, and a node whose kubelet uses it.
+struct Cluster {
+    // Field order is drop order: the kubelet first, then the server.
+    node: TestNode,
+    api: FakeApiServer,
+    _kubeconfig_dir: tempfile::TempDir,
+}
+
+async fn start_cluster(extra: &[&str]) -> Option<Cluster> {
+    let api = FakeApiServer::start_tls()
+        .await
+        .expect("start fake API server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubelet.conf");
+    // A node's credentials as kubeadm issues them: a client certificate for
+    // system:node:<name> in group system:nodes.
+    let config = api
+        .kubeconfig_with_client_cert(&format!("system:node:{NODE}"), &["system:nodes"])
+        .expect("client certificate kubeconfig");
+    std::fs::write(&kubeconfig, config).expect("write kubeconfig");
+    let mut args = vec![format!("--kubeconfig={}", kubeconfig.display())];
+    args.extend(extra.iter().map(ToString::to_string));
+    let node = TestNode::start_with_args(args).await?;
+    Some(Cluster {
+        node,
+        api,
+        _kubeconfig_dir: dir,
+    })
+}
+
+/// A pod bound to the test node with one container per `(name, script)`.
+fn api_pod(name: &str, restart_policy: &str, grace: i64, containers: &[(&str, &str)]) -> Pod {
+    let containers: Vec<serde_json::Value> = containers
+        .iter()
+        .map(|(name, script)| {
+            serde_json::json!({
+                "name": name,
+                "image": IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", script],
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": grace,
+            "containers": containers,
+        },
+    }))
+    .expect("pod JSON")
+}
+
+fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Wait until `pred` holds for the pod in the API server; panics with the kubelet's log
+/// (printed by the node's drop) when the deadline passes.
+async fn wait_pod(api: &FakeApiServer, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
+    match api
+        .wait_for::<Pod, _>("default", name, DEADLINE, |p| p.is_some_and(&pred))
+        .await
+    {
+        Ok(Some(pod)) => pod,
+        other => {
+            let now: Option<Pod> = api.try_get("default", name).ok().flatten();
+            panic!("pod {name}: {what}: {other:?}; pod now: {now:#?}")
+        }
+    }
+}
+
+/// The Scheduler's part: a PodScheduled condition on the bound pod, which the kubelet must
+/// keep when it writes its own conditions.
+fn mark_scheduled(api: &FakeApiServer, name: &str) {
+    for _ in 0..10 {
+        let written = api.modify::<Pod>("default", name, true, |pod| {
+            let status = pod.status.get_or_insert_with(Default::default);
+            let conditions = status.conditions.get_or_insert_with(Vec::new);
+            conditions.retain(|c| c.type_ != "PodScheduled");
+            conditions.push(PodCondition {
+                type_: "PodScheduled".into(),
+                status: "True".into(),
+                ..Default::default()
+            });
+        });
+        if written.is_ok() {
+            return;
+        }
+    }
+    panic!("could not set PodScheduled on {name}");
+}
+
+fn events_about(api: &FakeApiServer, pod_uid: &str) -> Vec<Event> {
+    api.list::<Event>(Some("default"))
+        .expect("list events")
+        .into_iter()
+        .filter(|e| e.involved_object.uid.as_deref() == Some(pod_uid))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
+    let Some(cluster) = start_cluster(&["--node-labels=example.com/rack=r1"]).await else {
+        return;
+    };
+    let api = &cluster.api;
+
+    // The Node registers and turns Ready, with the identity and capacity the reference reports.
+    let node: Node = api
+        .wait_for("", NODE, DEADLINE, |n: Option<&Node>| {
+            n.is_some_and(node_ready)
+        })
+        .await
+        .expect("Node Ready")
+        .expect("Node exists");
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["kubernetes.io/hostname"], NODE);
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["example.com/rack"], "r1");
+    let status = node.status.clone().expect("node status");
+    let capacity = status.capacity.expect("capacity");
+    assert_eq!(capacity["pods"].0, "110");
+    assert!(capacity.contains_key("cpu") && capacity.contains_key("memory"));
+    assert!(
+        status
+            .allocatable
+            .expect("allocatable")
+            .contains_key("memory")
+    );
+    let info = status.node_info.expect("nodeInfo");
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
+    assert!(!info.boot_id.is_empty() && !info.kernel_version.is_empty());
+    assert_eq!(info.operating_system, "linux");
+    assert!(info.kubelet_version.starts_with("v1.37.0+kubelet-rs."), "{info:?}");
+    let types: BTreeSet<String> = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert!(types.contains(t), "{t} in {types:?}");
+    }
+
+    // The Lease exists, is owned by the Node, and is renewed (every 10 s).
+    let lease: Lease = api
+        .wait_for("kube-node-lease", NODE, DEADLINE, |l: Option<&Lease>| {
+            l.is_some()
+        })
+        .await
+        .expect("Lease")
+        .expect("Lease exists");
+    let spec = lease.spec.clone().expect("lease spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some(NODE));
+    assert_eq!(spec.lease_duration_seconds, Some(40));
+    let owner = &lease.metadata.owner_references.clone().expect("owner")[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", NODE));
+    assert_eq!(Some(&owner.uid), node.metadata.uid.as_ref());
+    let first_renew = spec.renew_time.map(|t| t.0);
+    api.wait_for("kube-node-lease", NODE, DEADLINE, |l: Option<&Lease>| {
+        l.and_then(|l| l.spec.as_ref())
+            .is_some_and(|s| s.renew_time.as_ref().map(|t| t.0) != first_renew)
+    })
+    .await
+    .expect("Lease renewed");
+
+    // A pod bound to the node in the API server runs; its status goes Pending -> Running.
+    let created = api
+        .create(&api_pod("web", "Always", 5, &[("app", SERVE)]))
+        .expect("create pod");
+    assert_eq!(phase(&created), "Pending");
+    mark_scheduled(api, "web");
+    let running = wait_pod(api, "web", "Running and Ready", |p| {
+        phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let status = running.status.clone().expect("status");
+    assert!(
+        status.pod_ip.is_some() && status.pod_ips.is_some(),
+        "{status:?}"
+    );
+    assert!(status.host_ip.is_some(), "{status:?}");
+    assert!(status.start_time.is_some());
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    let scheduled = condition(&running, "PodScheduled").expect("PodScheduled kept");
+    assert_eq!(scheduled.status, "True");
+    let app = container(&running, "app").expect("app status");
+    assert!(app.ready && app.started == Some(true));
+    assert!(
+        app.container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("containerd://"))
+    );
+    assert!(!app.image_id.is_empty() && app.image == IMAGE, "{app:?}");
+    let pod_uid = uid(&running);
+
+    // Events with the reference's reasons reached the API server.
+    let reasons: BTreeSet<String> = events_about(api, &pod_uid)
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains("Started") && reasons.contains("Created"),
+        "{reasons:?}"
+    );
+
+    // Deleting it: the kubelet stops it within its grace period and finishes the deletion.
+    let container_id = runtime_id(app).expect("container id").to_string();
+    let deleting = api
+        .delete::<Pod>("default", "web", &DeleteOptions::default())
+        .expect("delete pod");
+    assert!(
+        deleting.metadata.deletion_timestamp.is_some(),
+        "graceful delete"
+    );
+    let asked = Instant::now();
+    let gone = api
+        .wait_for("default", "web", DEADLINE, |p: Option<&Pod>| p.is_none())
+        .await;
+    assert!(gone.is_ok(), "pod object still there: {gone:?}");
+    // Grace 5 s, plus the kubelet's watch and sync turns.
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        asked.elapsed()
+    );
+    let left = cluster.node.container_status(&container_id).await;
+    assert!(left.is_none(), "container left in the runtime: {left:?}");
+    assert!(cluster.node.containers(Some(&pod_uid)).await.is_empty());
+
+    // Everything asked for was within what the Node authorizer grants system:node:<name>
+    // (the fake does not enforce it, so check the requests it saw).
+    for request in api.requests() {
+        assert!(node_may(&request), "beyond a node's rights: {request:?}");
+    }
+}
+
+/// Whether a request is one the Node authorizer and NodeRestriction allow this node: its own
+/// Node and Lease, pods by `spec.nodeName=<node>`, the pods (and their status) of this test,
+/// events.
+fn node_may(r: &kubelet_core::testing::apiserver::RequestRecord) -> bool {
+    let name = r.name.as_deref();
+    if r.user.as_deref() != Some(&format!("system:node:{NODE}")) {
+        return false;
+    }
+    match r.resource.as_deref() {
+        None => r.method == "GET", // discovery, /version
+        // A create names the Node in its body, which NodeRestriction checks.
+        Some("nodes") if r.method == "POST" => name.is_none(),
+        Some("nodes" | "nodes/status") => name == Some(NODE),
+        Some("leases") => {
+            r.namespace.as_deref() == Some("kube-node-lease")
+                && (name == Some(NODE) || (r.method == "POST" && name.is_none()))
+        }
+        Some("pods") if name.is_none() => {
+            r.query_param("fieldSelector").as_deref() == Some(&format!("spec.nodeName={NODE}"))
+        }
+        Some("pods" | "pods/status") => name == Some("web"),
+        Some("events") => r.method == "POST" || r.method == "PATCH",
+        Some(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pod_gets_a_mirror_pod_that_comes_back_and_goes() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    let api = &cluster.api;
+    cluster.node.write_manifest(
+        "static.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static\n  namespace: default\nspec:\n  \
+             containers:\n  - name: app\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    \
+             command: [\"sh\", \"-c\", \"{SERVE}\"]\n"
+        ),
+    );
+    let mirror_name = format!("static-{NODE}");
+    let is_running_mirror = |p: &Pod| {
+        let annotations = p.metadata.annotations.clone().unwrap_or_default();
+        annotations.contains_key("kubernetes.io/config.mirror") && phase(p) == "Running"
+    };
+    let mirror = wait_pod(api, &mirror_name, "a Running mirror pod", is_running_mirror).await;
+    let owner = &mirror.metadata.owner_references.clone().expect("owner")[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", NODE));
+    assert_eq!(
+        mirror.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(NODE)
+    );
+    let static_uid = mirror
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/config.mirror"))
+        .cloned();
+    assert!(static_uid.is_some());
+
+    // Deleted by someone, the mirror pod is recreated; the static pod keeps running.
+    let before = cluster.node.containers(None).await;
+    let first_uid = uid(&mirror);
+    let options = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..DeleteOptions::default()
+    };
+    api.delete::<Pod>("default", &mirror_name, &options)
+        .expect("delete mirror pod");
+    let again = wait_pod(api, &mirror_name, "the mirror pod recreated", |p| {
+        uid(p) != first_uid && is_running_mirror(p)
+    })
+    .await;
+    assert_ne!(uid(&again), first_uid);
+    let after = cluster.node.containers(None).await;
+    let ids = |cs: &[kubelet_core::runtime::ContainerStatus]| {
+        cs.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        ids(&before),
+        ids(&after),
+        "the static pod was not restarted"
+    );
+
+    // The manifest goes: so do the static pod and its mirror.
+    cluster.node.remove_manifest("static.yaml");
+    let gone = api
+        .wait_for("default", &mirror_name, DEADLINE, |p: Option<&Pod>| {
+            p.is_none()
+        })
+        .await;
+    assert!(gone.is_ok(), "mirror pod still there: {gone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_reports_restart_count_and_back_off() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    let api = &cluster.api;
+    api.create(&api_pod(
+        "crasher",
+        "Always",
+        1,
+        &[("app", "echo bye; exit 3")],
+    ))
+    .expect("create pod");
+    let pod = wait_pod(api, "crasher", "CrashLoopBackOff after restarts", |p| {
+        container(p, "app").is_some_and(|c| {
+            c.restart_count >= 1
+                && c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+        })
+    })
+    .await;
+    let app = container(&pod, "app").expect("app status");
+    let last = app
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("lastState.terminated");
+    assert_eq!(last.exit_code, 3);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert!(!app.ready);
+    assert_eq!(phase(&pod), "Running");
+    let back_off = events_about(api, &uid(&pod))
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("BackOff"));
+    assert!(back_off.is_some(), "a BackOff event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_outage_restarts_nothing_and_loses_no_status() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    let api = &cluster.api;
+    // `job` finishes during the outage: its Completed state must reach the API server after.
+    api.create(&api_pod(
+        "steady",
+        "OnFailure",
+        5,
+        &[("app", SERVE), ("job", "sleep 20; exit 0")],
+    ))
+    .expect("create pod");
+    let running = wait_pod(api, "steady", "Running", |p| {
+        container(p, "app").is_some_and(|c| c.ready)
+            && container(p, "job")
+                .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+    .await;
+    let pod_uid = uid(&running);
+    let before = cluster.node.containers(Some(&pod_uid)).await;
+    let sandboxes_before = cluster.node.sandboxes(Some(&pod_uid)).await;
+
+    api.start_outage();
+    let outage = Instant::now();
+    // A minute without the API server, polling the runtime: nothing may be stopped.
+    while outage.elapsed() < Duration::from_secs(60) {
+        let app = cluster
+            .node
+            .containers(Some(&pod_uid))
+            .await
+            .into_iter()
+            .find(|c| c.metadata.name == "app")
+            .expect("app container");
+        assert_eq!(
+            app.state,
+            kubelet_core::runtime::ContainerState::Running,
+            "app stopped during the outage"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    api.end_outage();
+
+    let after = wait_pod(
+        api,
+        "steady",
+        "job Completed reported after the outage",
+        |p| {
+            container(p, "job").is_some_and(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.reason.as_deref() == Some("Completed"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(container(&after, "app").map(|c| c.restart_count), Some(0));
+    assert_eq!(container(&after, "job").map(|c| c.restart_count), Some(0));
+    let app_id = |cs: &[kubelet_core::runtime::ContainerStatus]| {
+        cs.iter()
+            .find(|c| c.metadata.name == "app")
+            .map(|c| c.id.clone())
+    };
+    let now = cluster.node.containers(Some(&pod_uid)).await;
+    assert_eq!(app_id(&before), app_id(&now), "app container replaced");
+    let sandbox_ids = |s: &[kubelet_core::runtime::PodSandboxStatus]| {
+        s.iter().map(|s| s.id.clone()).collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        sandbox_ids(&sandboxes_before),
+        sandbox_ids(&cluster.node.sandboxes(Some(&pod_uid)).await)
+    );
+    // The node is Ready again with a fresh heartbeat.
+    api.wait_for("", NODE, DEADLINE, |n: Option<&Node>| {
+        n.is_some_and(node_ready)
+    })
+    .await
+    .expect("Node Ready after the outage");
+}

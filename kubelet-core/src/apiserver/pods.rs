@@ -1,0 +1,471 @@
+//! Pod status, mirror pods and the final deletion of pods.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::error::{report_error, status_code};
+use super::reporter::Inner;
+use super::source::is_mirror_pod;
+use crate::error::ReportError;
+use crate::labels;
+use crate::source::SOURCE_API;
+
+/// Tries of one status patch when it meets a conflict.
+const STATUS_TRIES: usize = 3;
+/// How long a removed pod's UID is remembered, so that a late status update does not bring
+/// back its mirror pod.
+const REMOVED_MEMORY: Duration = Duration::from_secs(600);
+
+/// The mirror pod standing for one static pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mirror {
+    uid: String,
+    hash: String,
+}
+
+/// What the reporter knows about pod statuses, by pod UID (the static pod's for mirrors).
+#[derive(Debug, Default)]
+pub(super) struct PodStatuses {
+    /// The status the API server last accepted.
+    sent: HashMap<String, PodStatus>,
+    /// The newest status not accepted yet, with its pod.
+    pending: HashMap<String, (Pod, PodStatus)>,
+    /// Static pods running here, for the mirror pod check.
+    statics: HashMap<String, Pod>,
+    /// Mirror pods we created or found, by static pod UID.
+    mirrors: HashMap<String, Mirror>,
+    /// Pods reported removed, and when.
+    removed: HashMap<String, Instant>,
+}
+
+impl PodStatuses {
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.sent.remove(uid);
+        self.pending.remove(uid);
+        self.statics.remove(uid);
+        let now = Instant::now();
+        self.removed
+            .retain(|_, at| now.saturating_duration_since(*at) < REMOVED_MEMORY);
+        self.removed.insert(uid.to_string(), now);
+    }
+}
+
+fn is_static(pod: &Pod) -> bool {
+    annotation(pod, labels::CONFIG_SOURCE).is_some_and(|s| s != SOURCE_API)
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// The value a static pod's mirror carries in `kubernetes.io/config.mirror`: the static
+/// pod's config hash, or its UID without one (as the reference).
+fn mirror_hash(pod: &Pod) -> String {
+    annotation(pod, labels::CONFIG_HASH)
+        .map(str::to_string)
+        .or_else(|| pod.metadata.uid.clone())
+        .unwrap_or_default()
+}
+
+fn name_of(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The strategic merge patch of a pod's status, with the pod's UID as precondition (the
+/// server refuses it with 409 when the object of that name has another UID). Conditions
+/// merge by type, so those set by others (readiness gates, DisruptionTarget) stay; the
+/// PodScheduled condition the scheduler set is left as it is.
+pub(super) fn pod_status_patch(
+    uid: &str,
+    server_status: Option<&PodStatus>,
+    status: &PodStatus,
+) -> Result<Value, serde_json::Error> {
+    let scheduled_on_server = server_status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled"));
+    let mut status = status.clone();
+    if scheduled_on_server && let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_ != "PodScheduled");
+    }
+    Ok(json!({
+        "metadata": { "uid": uid },
+        "status": serde_json::to_value(&status)?,
+    }))
+}
+
+/// Delete options of the kubelet's deletions: at once, and only the object of that UID.
+fn delete_now(uid: &str) -> DeleteParams {
+    DeleteParams::default()
+        .grace_period(0)
+        .preconditions(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        })
+}
+
+impl Inner {
+    pub async fn update_pod_status(
+        &self,
+        pod: &Pod,
+        status: &PodStatus,
+    ) -> Result<(), ReportError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut st = self.pods.lock().await;
+        if st.removed.contains_key(&uid) {
+            return Err(ReportError::NotFound(format!(
+                "pod {uid} was removed from the node"
+            )));
+        }
+        if st.sent.get(&uid) == Some(status) {
+            st.pending.remove(&uid);
+            return Ok(());
+        }
+        st.pending
+            .insert(uid.clone(), (pod.clone(), status.clone()));
+        if is_static(pod) {
+            st.statics.insert(uid.clone(), pod.clone());
+        }
+        self.send_pending(&mut st, &uid).await
+    }
+
+    /// Sends the pending status of `uid`, recording the outcome.
+    async fn send_pending(&self, st: &mut PodStatuses, uid: &str) -> Result<(), ReportError> {
+        let Some((pod, status)) = st.pending.get(uid).cloned() else {
+            return Ok(());
+        };
+        let result = if is_static(&pod) {
+            self.send_mirror_status(st, &pod, &status).await
+        } else {
+            let (ns, name) = name_of(&pod);
+            self.patch_status(&ns, &name, uid, pod.status.as_ref(), &status)
+                .await
+        };
+        match &result {
+            Ok(()) => {
+                st.pending.remove(uid);
+                st.sent.insert(uid.to_string(), status);
+            }
+            // The pod is gone: there is nothing to report to any more.
+            Err(ReportError::NotFound(_)) => {
+                st.pending.remove(uid);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// PATCH `pods/<name>/status` with a UID precondition; a conflict is retried after
+    /// checking that the pod of that name is still ours.
+    async fn patch_status(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        server_status: Option<&PodStatus>,
+        status: &PodStatus,
+    ) -> Result<(), ReportError> {
+        let api: Api<Pod> = Api::namespaced(self.kube(), ns);
+        let what = format!("patch pods/{ns}/{name}/status");
+        let patch = pod_status_patch(uid, server_status, status)
+            .map_err(|e| ReportError::Rejected(format!("{what}: {e}")))?;
+        let mut last = None;
+        for _ in 0..STATUS_TRIES {
+            match self
+                .timed(api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(err) if status_code(&err) == Some(409) => {
+                    match self.timed(api.get_metadata_opt(name)).await {
+                        Ok(Some(current)) if current.metadata.uid.as_deref() == Some(uid) => {
+                            last = Some(report_error(&what, &err));
+                        }
+                        Ok(_) => {
+                            return Err(ReportError::NotFound(format!(
+                                "{what}: pod {uid} was deleted (the name now belongs to another pod or none)"
+                            )));
+                        }
+                        Err(e) => return Err(report_error(&format!("get pods/{ns}/{name}"), &e)),
+                    }
+                }
+                Err(err) => return Err(report_error(&what, &err)),
+            }
+        }
+        Err(last.unwrap_or(ReportError::Conflict(what)))
+    }
+
+    /// Makes sure the static pod has its mirror pod, then gives the mirror the status.
+    async fn send_mirror_status(
+        &self,
+        st: &mut PodStatuses,
+        pod: &Pod,
+        status: &PodStatus,
+    ) -> Result<(), ReportError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let (ns, name) = name_of(pod);
+        for _ in 0..2 {
+            let mirror = self.ensure_mirror(st, pod).await?;
+            match self
+                .patch_status(&ns, &name, &mirror.uid, None, status)
+                .await
+            {
+                // Deleted or replaced under us: make it again.
+                Err(ReportError::NotFound(_)) => {
+                    st.mirrors.remove(&uid);
+                }
+                other => return other,
+            }
+        }
+        Err(ReportError::Unavailable(format!(
+            "mirror pod {ns}/{name} keeps disappearing"
+        )))
+    }
+
+    /// The static pod's mirror pod: the one we know, or the one found in the API server if
+    /// it is a mirror of this very static pod, or a new one. A mirror of another version of
+    /// the static pod is deleted and made again.
+    async fn ensure_mirror(&self, st: &mut PodStatuses, pod: &Pod) -> Result<Mirror, ReportError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let hash = mirror_hash(pod);
+        if let Some(m) = st.mirrors.get(&uid).filter(|m| m.hash == hash) {
+            return Ok(m.clone());
+        }
+        let (ns, name) = name_of(pod);
+        let api: Api<Pod> = Api::namespaced(self.kube(), &ns);
+        let existing = self
+            .timed(api.get_opt(&name))
+            .await
+            .map_err(|e| report_error(&format!("get pods/{ns}/{name}"), &e))?;
+        if let Some(existing) = existing {
+            if !is_mirror_pod(&existing) {
+                return Err(ReportError::Rejected(format!(
+                    "mirror pod {ns}/{name}: a pod of that name exists and is not a mirror pod"
+                )));
+            }
+            let existing_uid = existing.metadata.uid.clone().unwrap_or_default();
+            if annotation(&existing, labels::CONFIG_MIRROR) == Some(hash.as_str())
+                && existing.metadata.deletion_timestamp.is_none()
+            {
+                let m = Mirror {
+                    uid: existing_uid,
+                    hash,
+                };
+                st.mirrors.insert(uid, m.clone());
+                return Ok(m);
+            }
+            info!(pod = %format!("{ns}/{name}"), "mirror pod differs from its static pod; replacing it");
+            match self
+                .timed(api.delete(&name, &delete_now(&existing_uid)))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if matches!(status_code(&e), Some(404 | 409)) => {}
+                Err(e) => return Err(report_error(&format!("delete pods/{ns}/{name}"), &e)),
+            }
+        }
+        let mirror = self.mirror_pod(pod, &hash).await?;
+        match self
+            .timed(api.create(&PostParams::default(), &mirror))
+            .await
+        {
+            Ok(created) => {
+                info!(pod = %format!("{ns}/{name}"), "mirror pod created");
+                let m = Mirror {
+                    uid: created.metadata.uid.unwrap_or_default(),
+                    hash,
+                };
+                st.mirrors.insert(uid, m.clone());
+                Ok(m)
+            }
+            Err(e) => Err(report_error(&format!("create pods/{ns}/{name}"), &e)),
+        }
+    }
+
+    /// The mirror pod of a static pod: its spec, labels and annotations plus
+    /// `kubernetes.io/config.mirror`, bound to this node and owned by the Node.
+    async fn mirror_pod(&self, pod: &Pod, hash: &str) -> Result<Pod, ReportError> {
+        // No Node yet (not registered): the status waits rather than being dropped.
+        let owner = self.node_owner().await.map_err(|e| match e {
+            ReportError::NotFound(m) => {
+                ReportError::Unavailable(format!("mirror pod needs the Node as owner: {m}"))
+            }
+            other => other,
+        })?;
+        let mut annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        annotations.insert(labels::CONFIG_MIRROR.to_string(), hash.to_string());
+        let mut spec = pod.spec.clone().unwrap_or_default();
+        spec.node_name = Some(self.node_name().to_string());
+        Ok(Pod {
+            metadata: ObjectMeta {
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                labels: pod.metadata.labels.clone(),
+                annotations: Some(annotations),
+                owner_references: Some(vec![owner]),
+                ..Default::default()
+            },
+            spec: Some(spec),
+            status: None,
+        })
+    }
+
+    pub async fn pod_removed(&self, pod: &Pod) -> Result<(), ReportError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let (ns, name) = name_of(pod);
+        let api: Api<Pod> = Api::namespaced(self.kube(), &ns);
+        let mut st = self.pods.lock().await;
+        // The final status first, when it is still waiting (it tells why the pod ended).
+        if st.pending.contains_key(&uid)
+            && let Err(err) = self.send_pending(&mut st, &uid).await
+        {
+            debug!(error = %err, "final pod status not sent");
+        }
+        let mirror = st.mirrors.remove(&uid);
+        st.forget(&uid);
+        drop(st);
+        if is_static(pod) {
+            let mirror_uid = match mirror {
+                Some(m) => Some(m.uid),
+                None => {
+                    // Delete only a mirror of this very static pod: a newer version's
+                    // mirror may already stand under the same name.
+                    let hash = mirror_hash(pod);
+                    self.timed(api.get_opt(&name))
+                        .await
+                        .map_err(|e| report_error(&format!("get pods/{ns}/{name}"), &e))?
+                        .filter(|p| annotation(p, labels::CONFIG_MIRROR) == Some(hash.as_str()))
+                        .and_then(|p| p.metadata.uid)
+                }
+            };
+            if let Some(mirror_uid) = mirror_uid {
+                self.delete_pod(&api, &ns, &name, &mirror_uid).await?;
+                info!(pod = %format!("{ns}/{name}"), "mirror pod deleted");
+            }
+            return Ok(());
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.delete_pod(&api, &ns, &name, &uid).await?;
+            info!(pod = %format!("{ns}/{name}"), %uid, "pod deleted from the API server");
+        }
+        Ok(())
+    }
+
+    /// DELETE with grace 0 and a UID precondition; gone already (404) or replaced by another
+    /// pod (409) is fine.
+    async fn delete_pod(
+        &self,
+        api: &Api<Pod>,
+        ns: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ReportError> {
+        match self.timed(api.delete(name, &delete_now(uid))).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(report_error(&format!("delete pods/{ns}/{name}"), &e)),
+        }
+    }
+
+    /// Sends pending statuses and checks every static pod's mirror; a deleted or changed
+    /// mirror is made again and given the last status.
+    pub async fn sync_pods(&self) -> Result<(), ReportError> {
+        let mut st = self.pods.lock().await;
+        let mut first_err = None;
+        let pending: Vec<String> = st.pending.keys().cloned().collect();
+        for uid in pending {
+            if let Err(err) = self.send_pending(&mut st, &uid).await {
+                warn!(%uid, error = %err, "pod status still not reported");
+                first_err.get_or_insert(err);
+            }
+        }
+        let statics: Vec<Pod> = st.statics.values().cloned().collect();
+        for pod in statics {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if st.pending.contains_key(&uid) {
+                continue;
+            }
+            let Some(known) = st.mirrors.get(&uid).cloned() else {
+                continue;
+            };
+            let (ns, name) = name_of(&pod);
+            let api: Api<Pod> = Api::namespaced(self.kube(), &ns);
+            let current = match self.timed(api.get_metadata_opt(&name)).await {
+                Ok(current) => current,
+                Err(e) => {
+                    first_err.get_or_insert(report_error(&format!("get pods/{ns}/{name}"), &e));
+                    continue;
+                }
+            };
+            if current.and_then(|p| p.metadata.uid).as_deref() == Some(known.uid.as_str()) {
+                continue;
+            }
+            info!(pod = %format!("{ns}/{name}"), "mirror pod gone; creating it again");
+            st.mirrors.remove(&uid);
+            if let Some(status) = st.sent.remove(&uid) {
+                st.pending.insert(uid.clone(), (pod.clone(), status));
+                if let Err(err) = self.send_pending(&mut st, &uid).await {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodCondition;
+
+    fn cond(t: &str) -> PodCondition {
+        PodCondition {
+            type_: t.into(),
+            status: "True".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_patch_carries_uid_and_keeps_the_schedulers_condition() {
+        let ours = PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![cond("Ready"), cond("PodScheduled")]),
+            ..Default::default()
+        };
+        let server = PodStatus {
+            conditions: Some(vec![cond("PodScheduled")]),
+            ..Default::default()
+        };
+        let patch = pod_status_patch("u1", Some(&server), &ours).unwrap();
+        assert_eq!(patch["metadata"], json!({"uid": "u1"}));
+        assert_eq!(patch["status"]["phase"], "Running");
+        assert_eq!(
+            patch["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}])
+        );
+        // Without the scheduler's (a pod bound by nodeName), ours is sent.
+        let patch = pod_status_patch("u1", None, &ours).unwrap();
+        assert_eq!(patch["status"]["conditions"].as_array().unwrap().len(), 2);
+    }
+}
