@@ -16,28 +16,24 @@
 //! period (default 1000, the reference's). Needs root and containerd (scripts/install-deps.sh);
 //! prints why and exits 0 otherwise.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use kubelet_core::Runtime;
-use kubelet_core::labels;
-use kubelet_core::runtime::{
-    ContainerConfig, ContainerMetadata, ContainerState, LinuxSecurityContext, ListFilter,
-    PodSandboxConfig, SandboxMetadata, SandboxState,
-};
+use kubelet_core::runtime::{ContainerState, ListFilter, SandboxState};
 use kubelet_core::testing::pods::{container, pod};
 use kubelet_core::testing::{ChannelSource, ChannelSourceSender, RecordingReporter};
 use kubelet_core::{Kubelet, KubeletConfig, KubeletHandle, RuntimeManagedNetwork};
 use kubelet_cri::CriRuntime;
 use kubelet_cri::testing::{BUSYBOX_IMAGE, TestContainerd, missing_prerequisites};
+use support::{
+    BoxError, SCRIPT, Samples, Table, container_config, ms, ns_between, sandbox_config,
+    since_epoch_ns,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A PID-1 `sleep` ignores SIGTERM (the stop would wait its whole timeout): trap it.
-const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const DEFAULT_PODS: usize = 20;
 /// Bound of every wait: the machine is small and shared.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -61,78 +57,6 @@ fn relist_period() -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_millis)
 }
 
-/// Latency samples of one kind.
-#[derive(Default)]
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d);
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1]
-    }
-
-    fn mean(&self) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        self.0.iter().sum::<Duration>() / self.0.len() as u32
-    }
-}
-
-/// Named samples, printed in insertion order.
-#[derive(Default)]
-struct Table {
-    rows: Vec<(String, Samples)>,
-}
-
-impl Table {
-    fn record(&mut self, name: &str, d: Duration) {
-        match self.rows.iter_mut().find(|(n, _)| n == name) {
-            Some((_, s)) => s.push(d),
-            None => {
-                let mut s = Samples::default();
-                s.push(d);
-                self.rows.push((name.to_string(), s));
-            }
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&Samples> {
-        self.rows.iter().find(|(n, _)| n == name).map(|(_, s)| s)
-    }
-
-    fn print(&self, title: &str) {
-        println!();
-        println!("{title}");
-        println!();
-        println!("| step | n | p50 (ms) | p99 (ms) | mean (ms) | max (ms) |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for (name, s) in &self.rows {
-            println!(
-                "| {name} | {} | {} | {} | {} | {} |",
-                s.0.len(),
-                ms(s.percentile(50.0)),
-                ms(s.percentile(99.0)),
-                ms(s.mean()),
-                ms(s.percentile(100.0)),
-            );
-        }
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
 /// Time one call.
 async fn timed<T, F>(table: &mut Table, name: &str, call: F) -> Result<T, BoxError>
 where
@@ -142,54 +66,6 @@ where
     let out = call.await.map_err(|e| format!("{name}: {e}"))?;
     table.record(name, started.elapsed());
     Ok(out)
-}
-
-fn sandbox_config(
-    env: &TestContainerd,
-    name: &str,
-    uid: &str,
-) -> Result<PodSandboxConfig, BoxError> {
-    let log_directory = env.log_dir().join(format!("default_{name}_{uid}"));
-    // As the kubelet does before RunPodSandbox.
-    std::fs::create_dir_all(&log_directory)
-        .map_err(|e| format!("{}: {e}", log_directory.display()))?;
-    let mut labels = labels::pod_labels("default", name, uid);
-    labels.insert(labels::KUBELET_TYPE.into(), "podsandbox".into());
-    Ok(PodSandboxConfig {
-        metadata: SandboxMetadata {
-            name: name.into(),
-            uid: uid.into(),
-            namespace: "default".into(),
-            attempt: 0,
-        },
-        hostname: name.into(),
-        log_directory: log_directory.display().to_string(),
-        labels,
-        cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
-        ..PodSandboxConfig::default()
-    })
-}
-
-fn container_config(sandbox: &PodSandboxConfig) -> ContainerConfig {
-    let m = &sandbox.metadata;
-    let mut labels = labels::pod_labels(&m.namespace, &m.name, &m.uid);
-    labels.insert(labels::CONTAINER_NAME.into(), "app".into());
-    ContainerConfig {
-        metadata: ContainerMetadata {
-            name: "app".into(),
-            attempt: 0,
-        },
-        image: BUSYBOX_IMAGE.into(),
-        command: vec!["sh".into(), "-c".into(), SCRIPT.into()],
-        labels,
-        annotations: BTreeMap::from([(labels::CONTAINER_RESTART_COUNT.into(), "0".into())]),
-        log_path: "app/0.log".into(),
-        security: LinuxSecurityContext {
-            namespace_network: sandbox.network,
-            ..LinuxSecurityContext::default()
-        },
-        ..ContainerConfig::default()
-    }
 }
 
 /// (a) The CRI floor: every pod up one after another, then every pod down.
@@ -320,15 +196,6 @@ impl Drop for Node {
         // On an early return the kubelet must not outlive the containerd it talks to.
         self.task.abort();
     }
-}
-
-fn since_epoch_ns(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn ns_between(from: i64, to: i64) -> Duration {
-    Duration::from_nanos(u64::try_from(to - from).unwrap_or(0))
 }
 
 /// (b) The same pods through the kubelet, one at a time.

@@ -1,7 +1,10 @@
-//! End-to-end: the `kubelet` binary joins a cluster (the fake kube-apiserver of
-//! `kubelet_core::testing::apiserver`, over HTTPS with a node's client certificate, reached only through the
-//! kubeconfig given with `--kubeconfig`) and runs its pods on a real containerd. Skipped like
-//! the other end-to-end tests when no containerd can run here, unless
+//! End-to-end: the `kubelet` binary joins a cluster and runs its pods on a real containerd.
+//! The cluster is the fake kube-apiserver of `kubelet_core::testing::apiserver` (over HTTPS,
+//! the kubelet authenticating with a node's client certificate), or, with
+//! `KUBELET_TEST_REAL_CLUSTER=1` and `KUBECONFIG`, a real cluster: the kubelet gets only a
+//! kubeconfig, and the tests read and write through kube-rs, so they run unchanged against
+//! either (what needs the fake's fault injection or request log is skipped on a real one).
+//! Skipped like the other end-to-end tests when no containerd can run here, unless
 //! `KUBELET_TEST_REQUIRE_CONTAINERD=1`.
 
 mod support {
@@ -15,43 +18,180 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod, PodCondition};
-use kubelet_core::testing::apiserver::{DeleteOptions, FakeApiServer};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kubelet_core::testing::apiserver::{FakeApiServer, TestApiServer};
 use support::node::{NODE, TestNode, container, phase, runtime_id, uid};
 
 const IMAGE: &str = kubelet_cri::testing::BUSYBOX_IMAGE;
 /// Deadline for anything the kubelet does on its own schedule.
 const DEADLINE: Duration = Duration::from_secs(90);
+/// How often the tests look at the API server.
+const POLL: Duration = Duration::from_millis(250);
 /// A script that idles until SIGTERM, on which it exits 0 at once.
 const SERVE: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
-/// The fake API server, the kubeconfig file pointing at it, and a node whose kubelet uses it.
+/// The API server, a kube-rs client of the test's own, the kubeconfig file handed to the
+/// kubelet, and a node whose kubelet uses it.
 struct Cluster {
     // Field order is drop order: the kubelet first, then the server.
     node: TestNode,
-    api: FakeApiServer,
+    kube: kube::Client,
+    server: TestApiServer,
     _kubeconfig_dir: tempfile::TempDir,
 }
 
 async fn start_cluster(extra: &[&str]) -> Option<Cluster> {
-    let api = FakeApiServer::start_tls()
+    let server = TestApiServer::from_env()
         .await
-        .expect("start fake API server");
+        .expect("API server for the test");
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubelet.conf");
-    // A node's credentials as kubeadm issues them: a client certificate for
-    // system:node:<name> in group system:nodes.
-    let config = api
-        .kubeconfig_with_client_cert(&format!("system:node:{NODE}"), &["system:nodes"])
-        .expect("client certificate kubeconfig");
-    std::fs::write(&kubeconfig, config).expect("write kubeconfig");
-    let mut args = vec![format!("--kubeconfig={}", kubeconfig.display())];
+    let test_kubeconfig = dir.path().join("test.conf");
+    server
+        .write_kubeconfig(&test_kubeconfig)
+        .expect("write kubeconfig");
+    let kubelet_kubeconfig = match server.fake() {
+        // A node's credentials as kubeadm issues them: a client certificate for
+        // system:node:<name> in group system:nodes.
+        Some(fake) => {
+            let path = dir.path().join("kubelet.conf");
+            let config = fake
+                .kubeconfig_with_client_cert(&format!("system:node:{NODE}"), &["system:nodes"])
+                .expect("client certificate kubeconfig");
+            std::fs::write(&path, config).expect("write kubeconfig");
+            path
+        }
+        None => test_kubeconfig.clone(),
+    };
+    let mut args = vec![format!("--kubeconfig={}", kubelet_kubeconfig.display())];
     args.extend(extra.iter().map(ToString::to_string));
     let node = TestNode::start_with_args(args).await?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&test_kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    let kube = kube::Client::try_from(config).expect("kube client");
     Some(Cluster {
         node,
-        api,
+        kube,
+        server,
         _kubeconfig_dir: dir,
     })
+}
+
+impl Cluster {
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.kube.clone(), "default")
+    }
+
+    fn fake(&self) -> Option<&FakeApiServer> {
+        self.server.fake()
+    }
+
+    async fn create_pod(&self, pod: &Pod) -> Pod {
+        self.pods()
+            .create(&PostParams::default(), pod)
+            .await
+            .expect("create pod")
+    }
+
+    /// Poll `get` until `pred` holds for what it returns; panics after [`DEADLINE`].
+    async fn wait<K: std::fmt::Debug>(
+        &self,
+        what: &str,
+        mut get: impl AsyncFnMut() -> Option<K>,
+        pred: impl Fn(Option<&K>) -> bool,
+    ) -> Option<K> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let current = get().await;
+            if pred(current.as_ref()) {
+                return current;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; now: {current:#?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn get_pod(&self, name: &str) -> Option<Pod> {
+        self.pods().get_opt(name).await.ok().flatten()
+    }
+
+    async fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
+        self.wait(
+            &format!("pod {name}: {what}"),
+            async || self.get_pod(name).await,
+            |p| p.is_some_and(&pred),
+        )
+        .await
+        .expect("the pod exists")
+    }
+
+    async fn wait_pod_gone(&self, name: &str) {
+        self.wait(
+            &format!("pod {name} to be gone"),
+            async || self.get_pod(name).await,
+            |p| p.is_none(),
+        )
+        .await;
+    }
+
+    async fn wait_node(&self, what: &str, pred: impl Fn(&Node) -> bool) -> Node {
+        let nodes: Api<Node> = Api::all(self.kube.clone());
+        self.wait(
+            &format!("node: {what}"),
+            async || nodes.get_opt(NODE).await.ok().flatten(),
+            |n| n.is_some_and(&pred),
+        )
+        .await
+        .expect("the Node exists")
+    }
+
+    async fn wait_lease(&self, what: &str, pred: impl Fn(&Lease) -> bool) -> Lease {
+        let leases: Api<Lease> = Api::namespaced(self.kube.clone(), "kube-node-lease");
+        self.wait(
+            &format!("lease: {what}"),
+            async || leases.get_opt(NODE).await.ok().flatten(),
+            |l| l.is_some_and(&pred),
+        )
+        .await
+        .expect("the Lease exists")
+    }
+
+    /// The Scheduler's part: a PodScheduled condition on the bound pod (strategic merge by
+    /// condition type, as the scheduler writes it), which the kubelet must keep when it
+    /// writes its own conditions.
+    async fn mark_scheduled(&self, name: &str) {
+        let patch = serde_json::json!({"status": {"conditions": [
+            {"type": "PodScheduled", "status": "True"}
+        ]}});
+        self.pods()
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .expect("set PodScheduled");
+    }
+
+    async fn delete_pod(&self, name: &str, grace: Option<u32>) {
+        let params = DeleteParams {
+            grace_period_seconds: grace,
+            ..DeleteParams::default()
+        };
+        let _ = self.pods().delete(name, &params).await.expect("delete pod");
+    }
+
+    async fn events_about(&self, pod_uid: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.kube.clone(), "default");
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.uid.as_deref() == Some(pod_uid))
+            .collect()
+    }
 }
 
 /// A pod bound to the test node with one container per `(name, script)`.
@@ -97,65 +237,14 @@ fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Wait until `pred` holds for the pod in the API server; panics with the kubelet's log
-/// (printed by the node's drop) when the deadline passes.
-async fn wait_pod(api: &FakeApiServer, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
-    match api
-        .wait_for::<Pod, _>("default", name, DEADLINE, |p| p.is_some_and(&pred))
-        .await
-    {
-        Ok(Some(pod)) => pod,
-        other => {
-            let now: Option<Pod> = api.try_get("default", name).ok().flatten();
-            panic!("pod {name}: {what}: {other:?}; pod now: {now:#?}")
-        }
-    }
-}
-
-/// The Scheduler's part: a PodScheduled condition on the bound pod, which the kubelet must
-/// keep when it writes its own conditions.
-fn mark_scheduled(api: &FakeApiServer, name: &str) {
-    for _ in 0..10 {
-        let written = api.modify::<Pod>("default", name, true, |pod| {
-            let status = pod.status.get_or_insert_with(Default::default);
-            let conditions = status.conditions.get_or_insert_with(Vec::new);
-            conditions.retain(|c| c.type_ != "PodScheduled");
-            conditions.push(PodCondition {
-                type_: "PodScheduled".into(),
-                status: "True".into(),
-                ..Default::default()
-            });
-        });
-        if written.is_ok() {
-            return;
-        }
-    }
-    panic!("could not set PodScheduled on {name}");
-}
-
-fn events_about(api: &FakeApiServer, pod_uid: &str) -> Vec<Event> {
-    api.list::<Event>(Some("default"))
-        .expect("list events")
-        .into_iter()
-        .filter(|e| e.involved_object.uid.as_deref() == Some(pod_uid))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     let Some(cluster) = start_cluster(&["--node-labels=example.com/rack=r1"]).await else {
         return;
     };
-    let api = &cluster.api;
 
     // The Node registers and turns Ready, with the identity and capacity the reference reports.
-    let node: Node = api
-        .wait_for("", NODE, DEADLINE, |n: Option<&Node>| {
-            n.is_some_and(node_ready)
-        })
-        .await
-        .expect("Node Ready")
-        .expect("Node exists");
+    let node = cluster.wait_node("Ready", node_ready).await;
     let labels = node.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["kubernetes.io/hostname"], NODE);
     assert_eq!(labels["kubernetes.io/os"], "linux");
@@ -177,7 +266,10 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     );
     assert!(!info.boot_id.is_empty() && !info.kernel_version.is_empty());
     assert_eq!(info.operating_system, "linux");
-    assert!(info.kubelet_version.starts_with("v1.37.0+kubelet-rs."), "{info:?}");
+    assert!(
+        info.kubelet_version.starts_with("v1.37.0+kubelet-rs."),
+        "{info:?}"
+    );
     let types: BTreeSet<String> = status
         .conditions
         .unwrap_or_default()
@@ -189,13 +281,7 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     }
 
     // The Lease exists, is owned by the Node, and is renewed (every 10 s).
-    let lease: Lease = api
-        .wait_for("kube-node-lease", NODE, DEADLINE, |l: Option<&Lease>| {
-            l.is_some()
-        })
-        .await
-        .expect("Lease")
-        .expect("Lease exists");
+    let lease = cluster.wait_lease("exists", |_| true).await;
     let spec = lease.spec.clone().expect("lease spec");
     assert_eq!(spec.holder_identity.as_deref(), Some(NODE));
     assert_eq!(spec.lease_duration_seconds, Some(40));
@@ -203,23 +289,25 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", NODE));
     assert_eq!(Some(&owner.uid), node.metadata.uid.as_ref());
     let first_renew = spec.renew_time.map(|t| t.0);
-    api.wait_for("kube-node-lease", NODE, DEADLINE, |l: Option<&Lease>| {
-        l.and_then(|l| l.spec.as_ref())
-            .is_some_and(|s| s.renew_time.as_ref().map(|t| t.0) != first_renew)
-    })
-    .await
-    .expect("Lease renewed");
+    cluster
+        .wait_lease("renewed", |l: &Lease| {
+            l.spec
+                .as_ref()
+                .is_some_and(|s| s.renew_time.as_ref().map(|t| t.0) != first_renew)
+        })
+        .await;
 
     // A pod bound to the node in the API server runs; its status goes Pending -> Running.
-    let created = api
-        .create(&api_pod("web", "Always", 5, &[("app", SERVE)]))
-        .expect("create pod");
+    let created = cluster
+        .create_pod(&api_pod("web", "Always", 5, &[("app", SERVE)]))
+        .await;
     assert_eq!(phase(&created), "Pending");
-    mark_scheduled(api, "web");
-    let running = wait_pod(api, "web", "Running and Ready", |p| {
-        phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.status == "True")
-    })
-    .await;
+    cluster.mark_scheduled("web").await;
+    let running = cluster
+        .wait_pod("web", "Running and Ready", |p| {
+            phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.status == "True")
+        })
+        .await;
     let status = running.status.clone().expect("status");
     assert!(
         status.pod_ip.is_some() && status.pod_ips.is_some(),
@@ -241,7 +329,9 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     let pod_uid = uid(&running);
 
     // Events with the reference's reasons reached the API server.
-    let reasons: BTreeSet<String> = events_about(api, &pod_uid)
+    let reasons: BTreeSet<String> = cluster
+        .events_about(&pod_uid)
+        .await
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
@@ -252,18 +342,14 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
 
     // Deleting it: the kubelet stops it within its grace period and finishes the deletion.
     let container_id = runtime_id(app).expect("container id").to_string();
-    let deleting = api
-        .delete::<Pod>("default", "web", &DeleteOptions::default())
-        .expect("delete pod");
-    assert!(
-        deleting.metadata.deletion_timestamp.is_some(),
-        "graceful delete"
-    );
+    cluster.delete_pod("web", None).await;
     let asked = Instant::now();
-    let gone = api
-        .wait_for("default", "web", DEADLINE, |p: Option<&Pod>| p.is_none())
-        .await;
-    assert!(gone.is_ok(), "pod object still there: {gone:?}");
+    let deleting = cluster.get_pod("web").await;
+    assert!(
+        deleting.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+        "a graceful delete waits for the kubelet"
+    );
+    cluster.wait_pod_gone("web").await;
     // Grace 5 s, plus the kubelet's watch and sync turns.
     assert!(
         asked.elapsed() < Duration::from_secs(30),
@@ -275,9 +361,20 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
     assert!(cluster.node.containers(Some(&pod_uid)).await.is_empty());
 
     // Everything asked for was within what the Node authorizer grants system:node:<name>
-    // (the fake does not enforce it, so check the requests it saw).
-    for request in api.requests() {
-        assert!(node_may(&request), "beyond a node's rights: {request:?}");
+    // (the fake does not enforce it, so check the requests it saw; a real cluster enforces
+    // it itself).
+    if let Some(fake) = cluster.fake() {
+        let node_user = format!("system:node:{NODE}");
+        for request in fake.requests() {
+            if request.user.as_deref() == Some(&node_user) {
+                assert!(node_may(&request), "beyond a node's rights: {request:?}");
+            }
+        }
+        assert!(
+            fake.requests()
+                .iter()
+                .any(|r| r.user.as_deref() == Some(&node_user))
+        );
     }
 }
 
@@ -286,9 +383,6 @@ async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
 /// events.
 fn node_may(r: &kubelet_core::testing::apiserver::RequestRecord) -> bool {
     let name = r.name.as_deref();
-    if r.user.as_deref() != Some(&format!("system:node:{NODE}")) {
-        return false;
-    }
     match r.resource.as_deref() {
         None => r.method == "GET", // discovery, /version
         // A create names the Node in its body, which NodeRestriction checks.
@@ -312,7 +406,6 @@ async fn static_pod_gets_a_mirror_pod_that_comes_back_and_goes() {
     let Some(cluster) = start_cluster(&[]).await else {
         return;
     };
-    let api = &cluster.api;
     cluster.node.write_manifest(
         "static.yaml",
         &format!(
@@ -326,7 +419,9 @@ async fn static_pod_gets_a_mirror_pod_that_comes_back_and_goes() {
         let annotations = p.metadata.annotations.clone().unwrap_or_default();
         annotations.contains_key("kubernetes.io/config.mirror") && phase(p) == "Running"
     };
-    let mirror = wait_pod(api, &mirror_name, "a Running mirror pod", is_running_mirror).await;
+    let mirror = cluster
+        .wait_pod(&mirror_name, "a Running mirror pod", is_running_mirror)
+        .await;
     let owner = &mirror.metadata.owner_references.clone().expect("owner")[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", NODE));
     assert_eq!(
@@ -344,16 +439,12 @@ async fn static_pod_gets_a_mirror_pod_that_comes_back_and_goes() {
     // Deleted by someone, the mirror pod is recreated; the static pod keeps running.
     let before = cluster.node.containers(None).await;
     let first_uid = uid(&mirror);
-    let options = DeleteOptions {
-        grace_period_seconds: Some(0),
-        ..DeleteOptions::default()
-    };
-    api.delete::<Pod>("default", &mirror_name, &options)
-        .expect("delete mirror pod");
-    let again = wait_pod(api, &mirror_name, "the mirror pod recreated", |p| {
-        uid(p) != first_uid && is_running_mirror(p)
-    })
-    .await;
+    cluster.delete_pod(&mirror_name, Some(0)).await;
+    let again = cluster
+        .wait_pod(&mirror_name, "the mirror pod recreated", |p| {
+            uid(p) != first_uid && is_running_mirror(p)
+        })
+        .await;
     assert_ne!(uid(&again), first_uid);
     let after = cluster.node.containers(None).await;
     let ids = |cs: &[kubelet_core::runtime::ContainerStatus]| {
@@ -367,12 +458,7 @@ async fn static_pod_gets_a_mirror_pod_that_comes_back_and_goes() {
 
     // The manifest goes: so do the static pod and its mirror.
     cluster.node.remove_manifest("static.yaml");
-    let gone = api
-        .wait_for("default", &mirror_name, DEADLINE, |p: Option<&Pod>| {
-            p.is_none()
-        })
-        .await;
-    assert!(gone.is_ok(), "mirror pod still there: {gone:?}");
+    cluster.wait_pod_gone(&mirror_name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,25 +466,26 @@ async fn crash_loop_reports_restart_count_and_back_off() {
     let Some(cluster) = start_cluster(&[]).await else {
         return;
     };
-    let api = &cluster.api;
-    api.create(&api_pod(
-        "crasher",
-        "Always",
-        1,
-        &[("app", "echo bye; exit 3")],
-    ))
-    .expect("create pod");
-    let pod = wait_pod(api, "crasher", "CrashLoopBackOff after restarts", |p| {
-        container(p, "app").is_some_and(|c| {
-            c.restart_count >= 1
-                && c.state
-                    .as_ref()
-                    .and_then(|s| s.waiting.as_ref())
-                    .and_then(|w| w.reason.as_deref())
-                    == Some("CrashLoopBackOff")
+    cluster
+        .create_pod(&api_pod(
+            "crasher",
+            "Always",
+            1,
+            &[("app", "echo bye; exit 3")],
+        ))
+        .await;
+    let pod = cluster
+        .wait_pod("crasher", "CrashLoopBackOff after restarts", |p| {
+            container(p, "app").is_some_and(|c| {
+                c.restart_count >= 1
+                    && c.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+            })
         })
-    })
-    .await;
+        .await;
     let app = container(&pod, "app").expect("app status");
     let last = app
         .last_state
@@ -409,7 +496,9 @@ async fn crash_loop_reports_restart_count_and_back_off() {
     assert_eq!(last.reason.as_deref(), Some("Error"));
     assert!(!app.ready);
     assert_eq!(phase(&pod), "Running");
-    let back_off = events_about(api, &uid(&pod))
+    let back_off = cluster
+        .events_about(&uid(&pod))
+        .await
         .into_iter()
         .find(|e| e.reason.as_deref() == Some("BackOff"));
     assert!(back_off.is_some(), "a BackOff event");
@@ -420,26 +509,31 @@ async fn api_server_outage_restarts_nothing_and_loses_no_status() {
     let Some(cluster) = start_cluster(&[]).await else {
         return;
     };
-    let api = &cluster.api;
+    let Some(fake) = cluster.fake() else {
+        eprintln!("skipped: an outage needs the fake API server");
+        return;
+    };
     // `job` finishes during the outage: its Completed state must reach the API server after.
-    api.create(&api_pod(
-        "steady",
-        "OnFailure",
-        5,
-        &[("app", SERVE), ("job", "sleep 20; exit 0")],
-    ))
-    .expect("create pod");
-    let running = wait_pod(api, "steady", "Running", |p| {
-        container(p, "app").is_some_and(|c| c.ready)
-            && container(p, "job")
-                .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-    })
-    .await;
+    cluster
+        .create_pod(&api_pod(
+            "steady",
+            "OnFailure",
+            5,
+            &[("app", SERVE), ("job", "sleep 20; exit 0")],
+        ))
+        .await;
+    let running = cluster
+        .wait_pod("steady", "Running", |p| {
+            container(p, "app").is_some_and(|c| c.ready)
+                && container(p, "job")
+                    .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await;
     let pod_uid = uid(&running);
     let before = cluster.node.containers(Some(&pod_uid)).await;
     let sandboxes_before = cluster.node.sandboxes(Some(&pod_uid)).await;
 
-    api.start_outage();
+    fake.start_outage();
     let outage = Instant::now();
     // A minute without the API server, polling the runtime: nothing may be stopped.
     while outage.elapsed() < Duration::from_secs(60) {
@@ -457,22 +551,18 @@ async fn api_server_outage_restarts_nothing_and_loses_no_status() {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    api.end_outage();
+    fake.end_outage();
 
-    let after = wait_pod(
-        api,
-        "steady",
-        "job Completed reported after the outage",
-        |p| {
+    let after = cluster
+        .wait_pod("steady", "job Completed reported after the outage", |p| {
             container(p, "job").is_some_and(|c| {
                 c.state
                     .as_ref()
                     .and_then(|s| s.terminated.as_ref())
                     .is_some_and(|t| t.reason.as_deref() == Some("Completed"))
             })
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(container(&after, "app").map(|c| c.restart_count), Some(0));
     assert_eq!(container(&after, "job").map(|c| c.restart_count), Some(0));
     let app_id = |cs: &[kubelet_core::runtime::ContainerStatus]| {
@@ -490,9 +580,7 @@ async fn api_server_outage_restarts_nothing_and_loses_no_status() {
         sandbox_ids(&cluster.node.sandboxes(Some(&pod_uid)).await)
     );
     // The node is Ready again with a fresh heartbeat.
-    api.wait_for("", NODE, DEADLINE, |n: Option<&Node>| {
-        n.is_some_and(node_ready)
-    })
-    .await
-    .expect("Node Ready after the outage");
+    cluster
+        .wait_node("Ready after the outage", node_ready)
+        .await;
 }

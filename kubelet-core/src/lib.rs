@@ -1,10 +1,13 @@
 //! `kubelet-core`: the heart of a Kubernetes node agent, as a library.
 //!
 //! It holds the five seams ([`Runtime`], [`VolumePlugin`], [`NetworkPlugin`], [`PodSource`],
-//! [`NodeReporter`]), the generic reconciler that drives them ([`Kubelet`]), the pod sources
-//! for static manifest directories and manifest URLs, and pod status computation. Backends
-//! live in their own crates (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the `testing`
-//! feature adds an in-memory fake runtime, a channel source and a recording reporter.
+//! [`NodeReporter`]), the generic reconciler that drives them ([`Kubelet`]) with pod status,
+//! [`probes`] and lifecycle hooks, the pod sources for static manifest directories and
+//! manifest URLs, the API-server source and reporter ([`apiserver`], default feature
+//! `apiserver`, over kube-rs), and the [`node`] agent (registration, node status, Lease).
+//! Backends live in their own crates (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the
+//! `testing` feature adds an in-memory fake runtime, a fake kube-apiserver, a channel source
+//! and a recording reporter.
 //!
 //! ```no_run
 //! # #[cfg(feature = "testing")]
