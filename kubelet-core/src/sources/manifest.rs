@@ -6,6 +6,7 @@
 //! decode, prepare, default, validate. A manifest that fails any step yields a
 //! [`SourceError::InvalidManifest`] naming the origin and the offending field.
 
+use crate::probes::{ProbeError, ProbeType, hook_spec, probe_spec};
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
@@ -519,73 +520,45 @@ fn validate_container<'a>(
     }
 
     let probes = [
-        ("livenessProbe", &c.liveness_probe, true),
-        ("readinessProbe", &c.readiness_probe, false),
-        ("startupProbe", &c.startup_probe, true),
+        ("livenessProbe", &c.liveness_probe, ProbeType::Liveness),
+        ("readinessProbe", &c.readiness_probe, ProbeType::Readiness),
+        ("startupProbe", &c.startup_probe, ProbeType::Startup),
     ];
-    for (name, probe, success_must_be_one) in probes {
+    for (name, probe, probe_type) in probes {
         let Some(probe) = probe else { continue };
         let pf = format!("{field}.{name}");
         if init && !sidecar {
             errs.add(pf, "Forbidden: may not be set for init containers");
             continue;
         }
-        validate_probe(probe, &pf, success_must_be_one, errs);
+        validate_probe(probe, probe_type, &pf, errs);
     }
     if init && !sidecar && c.lifecycle.is_some() {
         errs.add(
             format!("{field}.lifecycle"),
             "Forbidden: may not be set for init containers",
         );
+    } else if let Some(lifecycle) = &c.lifecycle {
+        let hooks = [
+            ("postStart", &lifecycle.post_start),
+            ("preStop", &lifecycle.pre_stop),
+        ];
+        for (name, hook) in hooks {
+            if let Some(hook) = hook
+                && let Err(ProbeError::Invalid { field, message }) =
+                    hook_spec(hook, &format!("{field}.lifecycle.{name}"))
+            {
+                errs.add(field, message);
+            }
+        }
     }
 }
 
-fn validate_probe(p: &Probe, field: &str, success_must_be_one: bool, errs: &mut Errors<'_>) {
-    let handlers = [
-        p.exec.is_some(),
-        p.http_get.is_some(),
-        p.tcp_socket.is_some(),
-        p.grpc.is_some(),
-    ]
-    .into_iter()
-    .filter(|h| *h)
-    .count();
-    match handlers {
-        0 => errs.add(
-            field.to_string(),
-            "Required value: must specify a handler type",
-        ),
-        1 => {}
-        _ => errs.add(
-            field.to_string(),
-            "Forbidden: may not specify more than 1 handler type",
-        ),
-    }
-    let non_negative = [
-        ("initialDelaySeconds", p.initial_delay_seconds),
-        ("timeoutSeconds", p.timeout_seconds),
-        ("periodSeconds", p.period_seconds),
-        ("successThreshold", p.success_threshold),
-        ("failureThreshold", p.failure_threshold),
-    ];
-    for (name, value) in non_negative {
-        if let Some(v) = value
-            && v < 0
-        {
-            errs.add(
-                format!("{field}.{name}"),
-                format!("Invalid value: {v}: must be greater than or equal to 0"),
-            );
-        }
-    }
-    if success_must_be_one
-        && let Some(v) = p.success_threshold
-        && v != 1
-    {
-        errs.add(
-            format!("{field}.successThreshold"),
-            format!("Invalid value: {v}: must be 1"),
-        );
+/// The prober's own validation (handlers, timings, thresholds, ports), so that a static pod
+/// is refused for the same reasons an API pod's probe would not run.
+fn validate_probe(p: &Probe, probe_type: ProbeType, field: &str, errs: &mut Errors<'_>) {
+    if let Err(ProbeError::Invalid { field, message }) = probe_spec(p, probe_type, field) {
+        errs.add(field, message);
     }
 }
 
@@ -1075,6 +1048,20 @@ spec:
                     "  containers:\n  - name: a\n    image: x\n    livenessProbe:\n      tcpSocket: {port: 80}\n      successThreshold: 2\n",
                 ),
                 "spec.containers[0].livenessProbe.successThreshold",
+            ),
+            (
+                "probe port name no container port has",
+                pod_with(
+                    "  containers:\n  - name: a\n    image: x\n    readinessProbe:\n      httpGet: {port: Http}\n",
+                ),
+                "spec.containers[0].readinessProbe.httpGet.port",
+            ),
+            (
+                "preStop with two handlers",
+                pod_with(
+                    "  containers:\n  - name: a\n    image: x\n    lifecycle:\n      preStop:\n        sleep: {seconds: 1}\n        exec: {command: [\"true\"]}\n",
+                ),
+                "spec.containers[0].lifecycle.preStop",
             ),
             (
                 "probe on init container",
