@@ -1,0 +1,505 @@
+
+use clap::Parser;
+
+use super::*;
+
+const FULL: &str = r#"
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: /etc/kubernetes/manifests
+staticPodURL: https://config.example/pods
+staticPodURLHeader:
+  Authorization: ["Bearer abc"]
+  X-Node: [a, b]
+containerRuntimeEndpoint: unix:///run/crio/crio.sock
+fileCheckFrequency: 10s
+httpCheckFrequency: 1m30s
+syncFrequency: 30s
+runtimeRequestTimeout: 5m
+healthzBindAddress: 0.0.0.0
+healthzPort: 10300
+podLogsDir: /data/pod-logs
+cgroupRoot: /edge
+cgroupDriver: cgroupfs
+clusterDNS: [10.96.0.10]
+clusterDomain: cluster.local
+maxPods: 50
+address: 127.0.0.1
+port: 10260
+readOnlyPort: 10255
+nodeStatusUpdateFrequency: 20s
+registerNode: false
+"#;
+
+fn path() -> PathBuf {
+    PathBuf::from("/etc/kubelet/config.yaml")
+}
+
+fn file(text: &str) -> Result<ConfigFile, ConfigError> {
+    ConfigFile::parse(&path(), text)
+}
+
+fn flags(args: &[&str]) -> Flags {
+    Flags::try_parse_from(std::iter::once("kubelet").chain(args.iter().copied())).unwrap()
+}
+
+fn resolve(args: &[&str], text: Option<&str>) -> Result<Settings, ConfigError> {
+    let file = text.map(file).transpose()?;
+    Settings::resolve(&flags(args), file.as_ref(), || {
+        Ok("Node-A.example".to_string())
+    })
+}
+
+fn header(kind: &str) -> String {
+    format!("apiVersion: {API_VERSION}\nkind: {kind}\n")
+}
+
+#[test]
+fn defaults_without_file_or_flags() {
+    let s = resolve(&[], None).unwrap();
+    assert_eq!(s.node_name, "node-a.example");
+    assert_eq!(s.root_dir, PathBuf::from("/var/lib/kubelet"));
+    assert_eq!(s.static_pod_path, None);
+    assert_eq!(s.static_pod_url, None);
+    assert_eq!(s.container_runtime_endpoint, DEFAULT_RUNTIME_ENDPOINT);
+    assert_eq!(s.runtime_request_timeout, Duration::from_secs(120));
+    assert_eq!(s.file_check_frequency, Duration::from_secs(20));
+    assert_eq!(s.http_check_frequency, Duration::from_secs(20));
+    assert_eq!(s.sync_frequency, Duration::from_secs(60));
+    assert_eq!(s.healthz, Some("127.0.0.1:10248".parse().unwrap()));
+    assert_eq!(s.pod_logs_dir, PathBuf::from("/var/log/pods"));
+    assert_eq!(s.cgroup_root, "/");
+    assert_eq!(s.pods_cgroup(), "/kubepods");
+    assert_eq!(s.cgroup_driver, CgroupDriver::Cgroupfs);
+    assert!(s.cluster_dns.is_empty());
+    assert_eq!(s.cluster_domain, "");
+    assert_eq!(s.max_pods, 110);
+    assert_eq!(s.port, 10250);
+    assert_eq!(s.read_only_port, 0);
+    assert_eq!(s.node_status_update_frequency, Duration::from_secs(10));
+    assert_eq!(s.node_status_report_frequency, Duration::from_secs(300));
+    assert!(s.register_node);
+    assert!(s.inert_fields.is_empty());
+}
+
+#[test]
+fn full_file_is_read() {
+    let s = resolve(&[], Some(FULL)).unwrap();
+    assert_eq!(
+        s.static_pod_path,
+        Some(PathBuf::from("/etc/kubernetes/manifests"))
+    );
+    assert_eq!(
+        s.static_pod_url.as_deref(),
+        Some("https://config.example/pods")
+    );
+    assert_eq!(s.static_pod_url_header["Authorization"], ["Bearer abc"]);
+    assert_eq!(s.static_pod_url_header["X-Node"], ["a", "b"]);
+    assert_eq!(s.container_runtime_endpoint, "unix:///run/crio/crio.sock");
+    assert_eq!(s.file_check_frequency, Duration::from_secs(10));
+    assert_eq!(s.http_check_frequency, Duration::from_secs(90));
+    assert_eq!(s.sync_frequency, Duration::from_secs(30));
+    assert_eq!(s.runtime_request_timeout, Duration::from_secs(300));
+    assert_eq!(s.healthz, Some("0.0.0.0:10300".parse().unwrap()));
+    assert_eq!(s.pod_logs_dir, PathBuf::from("/data/pod-logs"));
+    assert_eq!(s.pods_cgroup(), "/edge/kubepods");
+    assert_eq!(s.cluster_dns, ["10.96.0.10".parse::<IpAddr>().unwrap()]);
+    assert_eq!(s.cluster_domain, "cluster.local");
+    assert_eq!(s.max_pods, 50);
+    assert_eq!(s.address, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(s.port, 10260);
+    assert_eq!(s.read_only_port, 10255);
+    // An explicit update frequency is the report frequency too.
+    assert_eq!(s.node_status_update_frequency, Duration::from_secs(20));
+    assert_eq!(s.node_status_report_frequency, Duration::from_secs(20));
+    assert!(!s.register_node);
+    assert_eq!(
+        s.inert_fields,
+        [
+            "address",
+            "port",
+            "readOnlyPort",
+            "maxPods",
+            "nodeStatusUpdateFrequency",
+            "registerNode"
+        ]
+    );
+}
+
+#[test]
+fn registration_settings_from_file_and_flags() {
+    let text = format!(
+        "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nnodeLeaseDurationSeconds: 60\n\
+             registerWithTaints:\n- key: dedicated\n  value: edge\n  effect: NoSchedule\n"
+    );
+    let s = resolve(&["--node-labels=example.com/rack=r1"], Some(&text)).unwrap();
+    assert_eq!(s.node_lease_duration_seconds, 60);
+    assert_eq!(s.register_with_taints.len(), 1);
+    assert_eq!(s.register_with_taints[0].value.as_deref(), Some("edge"));
+    assert_eq!(s.node_labels["example.com/rack"], "r1");
+    assert!(s.register_node);
+    assert!(s.kubeconfig.is_none());
+    // Standalone, node settings have nothing to act on.
+    assert_eq!(
+        s.inert_fields,
+        ["registerWithTaints", "nodeLeaseDurationSeconds"]
+    );
+    let joined = resolve(&["--kubeconfig=/etc/kubelet.conf"], Some(&text)).unwrap();
+    assert!(joined.inert_fields.is_empty(), "{:?}", joined.inert_fields);
+    assert_eq!(
+        joined.kubeconfig.as_deref(),
+        Some(std::path::Path::new("/etc/kubelet.conf"))
+    );
+
+    let s = resolve(
+        &[
+            "--register-with-taints=a:NoExecute",
+            "--register-node=false",
+        ],
+        Some(&text),
+    )
+    .unwrap();
+    assert_eq!(s.register_with_taints[0].key, "a");
+    assert!(!s.register_node);
+
+    let bad = format!(
+        "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\n\
+             registerWithTaints:\n- key: a\n  effect: Always\n"
+    );
+    let err = resolve(&[], Some(&bad)).unwrap_err().to_string();
+    assert!(
+        err.contains("registerWithTaints[0]") && err.contains("Always"),
+        "{err}"
+    );
+    let bad = format!(
+        "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nnodeLeaseDurationSeconds: 0\n"
+    );
+    let err = resolve(&[], Some(&bad)).unwrap_err().to_string();
+    assert!(err.contains("nodeLeaseDurationSeconds"), "{err}");
+    let err = resolve(&["--node-labels=kubernetes.io/role=x"], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--node-labels") && err.contains("kubernetes.io/role"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_files_are_read() {
+    let text = format!(
+        r#"{{"apiVersion": "{API_VERSION}", "kind": "KubeletConfiguration",
+                "syncFrequency": "45s", "clusterDNS": ["10.0.0.10", "fd00::10"]}}"#
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(s.sync_frequency, Duration::from_secs(45));
+    assert_eq!(s.cluster_dns.len(), 2);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let args = [
+        "--pod-manifest-path=/srv/manifests",
+        "--manifest-url=http://other/pods",
+        "--manifest-url-header=K:v1,K:v2",
+        "--container-runtime-endpoint=/run/containerd/containerd.sock",
+        "--sync-frequency=2m",
+        "--file-check-frequency=1s",
+        "--http-check-frequency=3s",
+        "--runtime-request-timeout=30s",
+        "--healthz-bind-address=::1",
+        "--healthz-port=0",
+        "--cgroup-root=/other",
+        "--cluster-dns=1.1.1.1",
+        "--cluster-domain=corp.local.",
+        "--hostname-override=  Edge-7 ",
+        "--root-dir=/data/kubelet",
+        "--node-ip=10.1.2.3",
+    ];
+    let s = resolve(&args, Some(FULL)).unwrap();
+    assert_eq!(s.node_name, "edge-7");
+    assert_eq!(s.root_dir, PathBuf::from("/data/kubelet"));
+    assert_eq!(s.static_pod_path, Some(PathBuf::from("/srv/manifests")));
+    assert_eq!(s.static_pod_url.as_deref(), Some("http://other/pods"));
+    assert_eq!(
+        s.static_pod_url_header,
+        BTreeMap::from([("K".to_string(), vec!["v1".to_string(), "v2".to_string()])])
+    );
+    // A bare path is accepted and normalised.
+    assert_eq!(
+        s.container_runtime_endpoint,
+        "unix:///run/containerd/containerd.sock"
+    );
+    assert_eq!(s.sync_frequency, Duration::from_secs(120));
+    assert_eq!(s.file_check_frequency, Duration::from_secs(1));
+    assert_eq!(s.http_check_frequency, Duration::from_secs(3));
+    assert_eq!(s.runtime_request_timeout, Duration::from_secs(30));
+    assert_eq!(s.healthz, None);
+    assert_eq!(s.pods_cgroup(), "/other/kubepods");
+    assert_eq!(s.cluster_dns, ["1.1.1.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(s.cluster_domain, "corp.local");
+    assert_eq!(s.node_ips, ["10.1.2.3".parse::<IpAddr>().unwrap()]);
+    // Fields without flags keep the file's values.
+    assert_eq!(s.pod_logs_dir, PathBuf::from("/data/pod-logs"));
+}
+
+#[test]
+fn file_type_errors() {
+    let cases: &[(String, &str)] = &[
+        (String::new(), "expected a KubeletConfiguration mapping"),
+        (
+            "- a\n- b\n".to_string(),
+            "expected a KubeletConfiguration mapping",
+        ),
+        ("a: [\n".to_string(), "invalid YAML"),
+        ("{\"apiVersion\": \n".to_string(), "invalid JSON"),
+        (
+            "kind: KubeletConfiguration\n".to_string(),
+            "apiVersion is missing",
+        ),
+        (
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n".to_string(),
+            "apiVersion \"kubelet.config.k8s.io/v1\" is not supported: expected \"kubelet.config.k8s.io/v1beta1\"",
+        ),
+        (
+            format!("apiVersion: {API_VERSION}\n"),
+            "kind is missing: expected \"KubeletConfiguration\"",
+        ),
+        (
+            header("KubeProxyConfiguration"),
+            "kind \"KubeProxyConfiguration\" is not supported: expected \"KubeletConfiguration\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = file(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config file /etc/kubelet/config.yaml: "),
+            "{text:?}: {err}"
+        );
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn unknown_and_unsupported_fields_are_rejected_by_name() {
+    let unknown = file(&format!("{}staticPodPth: /x\n", header(KIND))).unwrap_err();
+    assert!(matches!(&unknown, ConfigError::UnknownField { field, .. } if field == "staticPodPth"));
+    assert_eq!(
+        unknown.to_string(),
+        "config file /etc/kubelet/config.yaml: unknown field \"staticPodPth\""
+    );
+
+    for field in [
+        "evictionHard",
+        "featureGates",
+        "authentication",
+        "authorization",
+    ] {
+        let err = file(&format!("{}{field}: {{}}\n", header(KIND))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config file /etc/kubelet/config.yaml: field \"{field}\" is not supported by this kubelet"
+            )
+        );
+    }
+}
+
+#[test]
+fn bad_values_name_their_field_and_file() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "healthzPort: http\n",
+            "field \"healthzPort\" in config file /etc/kubelet/config.yaml: invalid type",
+        ),
+        (
+            "clusterDNS: 10.0.0.10\n",
+            "field \"clusterDNS\" in config file /etc/kubelet/config.yaml: invalid type",
+        ),
+        (
+            "syncFrequency: 1d\n",
+            "field \"syncFrequency\" in config file /etc/kubelet/config.yaml: unknown unit \"d\"",
+        ),
+        (
+            "fileCheckFrequency: -5s\n",
+            "field \"fileCheckFrequency\" in config file /etc/kubelet/config.yaml: duration \"-5s\" is negative",
+        ),
+        (
+            "httpCheckFrequency: 0s\n",
+            "field \"httpCheckFrequency\" in config file /etc/kubelet/config.yaml: must be greater than zero",
+        ),
+        (
+            "runtimeRequestTimeout: 10\n",
+            "field \"runtimeRequestTimeout\" in config file /etc/kubelet/config.yaml: invalid type",
+        ),
+        (
+            "healthzPort: 70000\n",
+            "field \"healthzPort\" in config file /etc/kubelet/config.yaml: 70000 must be between 1 and 65535",
+        ),
+        (
+            "healthzPort: -1\n",
+            "field \"healthzPort\" in config file /etc/kubelet/config.yaml: -1 must be between",
+        ),
+        (
+            "port: 0\n",
+            "field \"port\" in config file /etc/kubelet/config.yaml: 0 must be between",
+        ),
+        (
+            "healthzBindAddress: localhost\n",
+            "field \"healthzBindAddress\" in config file /etc/kubelet/config.yaml: \"localhost\" is not an IP address",
+        ),
+        (
+            "containerRuntimeEndpoint: tcp://10.0.0.1:1234\n",
+            "field \"containerRuntimeEndpoint\" in config file /etc/kubelet/config.yaml: endpoint \"tcp://10.0.0.1:1234\" has scheme \"tcp\": only unix:// endpoints are supported",
+        ),
+        (
+            "containerRuntimeEndpoint: containerd.sock\n",
+            "is neither unix:///absolute/path nor an absolute path",
+        ),
+        (
+            "containerRuntimeEndpoint: unix://run/x.sock\n",
+            "the socket path must be absolute",
+        ),
+        (
+            "podLogsDir: var/log/pods\n",
+            "field \"podLogsDir\" in config file /etc/kubelet/config.yaml: var/log/pods must be an absolute, normalized path",
+        ),
+        (
+            "podLogsDir: /var/log/../pods\n",
+            "must be an absolute, normalized path",
+        ),
+        (
+            "cgroupRoot: kubepods\n",
+            "must be an absolute, normalized cgroup path",
+        ),
+        (
+            "staticPodPath: manifests\n",
+            "field \"staticPodPath\" in config file /etc/kubelet/config.yaml: manifests is not an absolute path",
+        ),
+        (
+            "staticPodURL: ftp://x/pods\n",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "clusterDNS: [dns.local]\n",
+            "field \"clusterDNS\" in config file /etc/kubelet/config.yaml: \"dns.local\" is not an IP address",
+        ),
+        (
+            "maxPods: -3\n",
+            "field \"maxPods\" in config file /etc/kubelet/config.yaml: -3 must not be negative",
+        ),
+        (
+            "cgroupDriver: cgroupv3\n",
+            "unknown cgroup driver \"cgroupv3\"",
+        ),
+    ];
+    for (body, want) in cases {
+        let text = format!("{}{body}", header(KIND));
+        let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+        assert!(err.contains(want), "{body:?}: got {err}");
+    }
+}
+
+#[test]
+fn systemd_cgroup_driver_is_rejected_clearly() {
+    let text = format!("{}cgroupDriver: systemd\n", header(KIND));
+    let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+    assert!(
+        err.starts_with("field \"cgroupDriver\" in config file /etc/kubelet/config.yaml: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"systemd\" is not supported by this kubelet"),
+        "{err}"
+    );
+    assert!(err.contains("cgroupfs"), "{err}");
+
+    let err = resolve(&["--cgroup-driver=systemd"], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("flag --cgroup-driver: "), "{err}");
+    // The flag wins over a valid file value too.
+    let text = format!("{}cgroupDriver: cgroupfs\n", header(KIND));
+    assert!(resolve(&["--cgroup-driver", "systemd"], Some(&text)).is_err());
+}
+
+#[test]
+fn bad_flag_values_name_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--healthz-port=65536"],
+            "flag --healthz-port: 65536 must be between",
+        ),
+        (
+            &["--healthz-bind-address=any"],
+            "flag --healthz-bind-address: \"any\" is not an IP",
+        ),
+        (
+            &["--container-runtime-endpoint=npipe:////./pipe/x"],
+            "flag --container-runtime-endpoint: endpoint",
+        ),
+        (
+            &["--sync-frequency=0s"],
+            "flag --sync-frequency: must be greater than zero",
+        ),
+        (
+            &["--node-ip=10.0.0.1,10.0.0.2"],
+            "flag --node-ip: at most one IPv4 and one IPv6",
+        ),
+        (
+            &["--node-ip=node"],
+            "flag --node-ip: \"node\" is not an IP address",
+        ),
+        (
+            &["--root-dir=relative"],
+            "flag --root-dir: relative is not an absolute path",
+        ),
+        (&["--cgroup-root=/a//b"], "flag --cgroup-root:"),
+    ];
+    for (args, want) in cases {
+        let err = resolve(args, None).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{args:?}: got {err}");
+    }
+}
+
+#[test]
+fn a_flag_fixes_a_bad_file_value() {
+    // The flag wins, so the file's bad value is never used.
+    let text = format!("{}syncFrequency: soon\n", header(KIND));
+    let s = resolve(&["--sync-frequency=10s"], Some(&text)).unwrap();
+    assert_eq!(s.sync_frequency, Duration::from_secs(10));
+}
+
+#[test]
+fn node_name_comes_from_override_or_hostname() {
+    assert_eq!(
+        node_name(Some("Edge-1"), || unreachable!()).unwrap(),
+        "edge-1"
+    );
+    assert_eq!(
+        node_name(None, || Ok(" MyHost\n".to_string())).unwrap(),
+        "myhost"
+    );
+    assert_eq!(node_name(Some("  "), || Ok("h".to_string())).unwrap(), "h");
+    assert!(node_name(None, || Ok(String::new())).is_err());
+    let err = node_name(None, || Err(std::io::Error::other("boom"))).unwrap_err();
+    assert_eq!(err.to_string(), "node name: cannot read the hostname: boom");
+}
+
+#[test]
+fn empty_static_settings_mean_none() {
+    let text = format!("{}staticPodPath: \"\"\nstaticPodURL: \"\"\n", header(KIND));
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(s.static_pod_path, None);
+    assert_eq!(s.static_pod_url, None);
+}
+
+#[test]
+fn load_reports_missing_files_with_their_path() {
+    let err = ConfigFile::load(Path::new("/nonexistent/kubelet.yaml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config file /nonexistent/kubelet.yaml: "),
+        "{err}"
+    );
+}
