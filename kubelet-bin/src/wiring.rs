@@ -158,6 +158,12 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     } else {
         settings.node_ips.clone()
     };
+    // The API server first: refused credentials are a configuration error to report before
+    // anything else is set up.
+    let cluster = match &settings.kubeconfig {
+        Some(kubeconfig) => Some(Cluster::connect(settings, kubeconfig, &node_ips).await?),
+        None => None,
+    };
     let runtime = connect_runtime(settings).await?;
     let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone()))
         .runtime(Arc::new(runtime))
@@ -166,9 +172,8 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         builder = builder.source(source);
     }
     let mut background = Vec::new();
-    match &settings.kubeconfig {
-        Some(kubeconfig) => {
-            let cluster = Cluster::connect(settings, kubeconfig, &node_ips).await?;
+    match cluster {
+        Some(cluster) => {
             background.push(cluster.spawn_background());
             let machine = crate::machine::read(&settings.root_dir);
             builder = builder

@@ -123,3 +123,67 @@ fn help_lists_the_reference_flag_names() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// Run the binary off the async runtime (the fake API server answers on it meanwhile).
+async fn kubelet_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kubelet(&args)
+    })
+    .await
+    .expect("join the kubelet run")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_refusing_our_credentials_exits_1_saying_so() {
+    use kubelet_core::testing::apiserver::FakeApiServer;
+    let api = FakeApiServer::start_tls().await.expect("fake API server");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet.conf");
+    let token = api.token().expect("the TLS fake has a token").to_string();
+    let config = api.kubeconfig().replace(&token, "not-the-token");
+    std::fs::write(&kubeconfig, config).unwrap();
+    let output = kubelet_async(vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--container-runtime-endpoint=unix:///nonexistent/containerd.sock".into(),
+        "--hostname-override=cli-node".into(),
+        format!("--root-dir={}", dir.path().join("root").display()),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(err.contains(&api.url()), "{err}");
+    // Nothing was attempted beyond the refusal: the runtime was never dialled.
+    assert!(!err.contains("container runtime"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_server_is_a_warning_not_an_exit() {
+    // A port nothing listens on: the kubelet warns and goes on (static pods must still run),
+    // here to fail on the missing runtime instead.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet.conf");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let output = kubelet_async(vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--container-runtime-endpoint=unix:///nonexistent/containerd.sock".into(),
+        "--hostname-override=cli-node".into(),
+        format!("--root-dir={}", dir.path().join("root").display()),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("API server not reachable yet"), "{err}");
+    assert!(err.contains("cannot use the container runtime"), "{err}");
+}
