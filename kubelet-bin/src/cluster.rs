@@ -4,9 +4,11 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use kubelet_core::apiserver::{
-    ApiClientError, ApiServerReporter, ApiServerSource, ClientSource, DEFAULT_SYNC_PERIOD,
-    NodeClient, ReporterConfig,
+    ApiClientError, ApiObjectVolumePlugin, ApiServerReporter, ApiServerSource, ClientSource,
+    DEFAULT_SYNC_PERIOD, NodeClient, PodObjectFetcher, ReporterConfig,
 };
 use kubelet_core::node::NodeConfig;
 use tokio::task::JoinHandle;
@@ -21,6 +23,9 @@ pub struct Cluster {
     pub reporter: ApiServerReporter,
     /// How the node registers and reports its status.
     pub node: NodeConfig,
+    /// configMap, secret, downwardAPI and projected volumes (the service account token
+    /// volume admission adds to every pod), from the objects the node may read.
+    pub volumes: ApiObjectVolumePlugin,
 }
 
 impl Cluster {
@@ -56,7 +61,9 @@ impl Cluster {
                 ..ReporterConfig::default()
             },
         );
+        let fetcher = Arc::new(PodObjectFetcher::new(client.clone()));
         Ok(Self {
+            volumes: ApiObjectVolumePlugin::new(fetcher),
             source: ApiServerSource::new(client),
             reporter,
             node: node_config(settings, node_ips),

@@ -177,6 +177,7 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
             background.push(cluster.spawn_background());
             let machine = crate::machine::read(&settings.root_dir);
             builder = builder
+                .volume_plugin(Arc::new(cluster.volumes))
                 .reporter(Arc::new(cluster.reporter))
                 .source(Box::new(cluster.source))
                 .node_status(cluster.node, machine);

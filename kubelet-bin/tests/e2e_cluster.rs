@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodCondition};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kubelet_core::testing::apiserver::{FakeApiServer, TestApiServer};
 use support::node::{NODE, TestNode, container, phase, runtime_id, uid};
@@ -583,4 +583,91 @@ async fn api_server_outage_restarts_nothing_and_loses_no_status() {
     cluster
         .wait_node("Ready after the outage", node_ready)
         .await;
+}
+
+/// A ConfigMap in `default`; one that exists already (a real cluster's kube-root-ca.crt) is
+/// left as it is.
+async fn ensure_configmap(cluster: &Cluster, name: &str, data: &[(&str, &str)]) {
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.kube.clone(), "default");
+    let data: std::collections::BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let object: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": data,
+    }))
+    .expect("ConfigMap JSON");
+    match configmaps.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => panic!("create ConfigMap {name}: {err}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_and_config_map_volumes_are_mounted() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    ensure_configmap(&cluster, "kube-root-ca.crt", &[("ca.crt", "a test CA")]).await;
+    ensure_configmap(&cluster, "settings", &[("greeting", "hello")]).await;
+    // The volume ServiceAccount admission adds to every pod, as it writes it, plus a
+    // configMap volume; the container checks what it sees and exits 0 only if all is there.
+    let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let script = format!(
+        "test -s {sa_dir}/token && test -s {sa_dir}/ca.crt && \
+         test \"$(cat {sa_dir}/namespace)\" = default && \
+         test \"$(cat /etc/settings/greeting)\" = hello && echo all-there"
+    );
+    let mut pod = api_pod("reader", "Never", 1, &[("app", &script)]);
+    let spec = serde_json::json!({
+        "serviceAccountName": "default",
+        "volumes": [
+            {"name": "kube-api-access-test", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]}},
+            {"name": "settings", "configMap": {"name": "settings"}}
+        ],
+    });
+    let extra: k8s_openapi::api::core::v1::PodSpec =
+        serde_json::from_value(spec).expect("pod spec JSON");
+    let pod_spec = pod.spec.as_mut().expect("spec");
+    pod_spec.service_account_name = extra.service_account_name;
+    pod_spec.volumes = extra.volumes;
+    pod_spec.containers[0].volume_mounts = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "kube-api-access-test", "mountPath": sa_dir, "readOnly": true},
+            {"name": "settings", "mountPath": "/etc/settings"}
+        ]))
+        .expect("mounts JSON"),
+    );
+    cluster.create_pod(&pod).await;
+    let done = cluster
+        .wait_pod("reader", "finished", |p| {
+            matches!(phase(p), "Succeeded" | "Failed")
+        })
+        .await;
+    let app = container(&done, "app").expect("app status");
+    let exit = app
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.exit_code);
+    assert_eq!(
+        (phase(&done), exit),
+        ("Succeeded", Some(0)),
+        "the container did not see its volumes: {app:?}"
+    );
+    // The API server holds the state the kubelet sent, not a merge with the earlier one.
+    let state = app.state.as_ref().expect("state");
+    assert!(
+        state.running.is_none() && state.waiting.is_none(),
+        "{state:?}"
+    );
 }

@@ -21,6 +21,7 @@ mod node;
 mod pods;
 mod reporter;
 mod source;
+mod volumes;
 
 pub use client::{ClientSource, NodeClient};
 pub use error::{ApiClientError, FetchError};
@@ -34,6 +35,9 @@ pub use reporter::{
     ReporterConfig,
 };
 pub use source::{ApiServerSource, WatchBackoff};
+pub use volumes::{
+    API_OBJECT_PLUGIN_NAME, ApiObjectVolumePlugin, DEFAULT_FILE_MODE, DEFAULT_TOKEN_EXPIRATION,
+};
 
 #[cfg(test)]
 mod tests;

@@ -108,11 +108,28 @@ pub(super) fn pod_status_patch(
     if scheduled_on_server && let Some(conditions) = status.conditions.as_mut() {
         conditions.retain(|c| c.type_ != "PodScheduled");
     }
+    let mut status = serde_json::to_value(&status)?;
+    // The kubelet owns these lists whole. Merged by key, an entry would keep what the new one
+    // leaves out: a container's old `state.running` beside its new `state.terminated`.
+    for list in KUBELET_OWNED_LISTS {
+        if let Some(Value::Array(items)) = status.get_mut(list) {
+            items.push(json!({"$patch": "replace"}));
+        }
+    }
     Ok(json!({
         "metadata": { "uid": uid },
-        "status": serde_json::to_value(&status)?,
+        "status": status,
     }))
 }
+
+/// Lists of the pod status that the kubelet writes whole (replaced, not merged by key).
+const KUBELET_OWNED_LISTS: [&str; 5] = [
+    "containerStatuses",
+    "initContainerStatuses",
+    "ephemeralContainerStatuses",
+    "podIPs",
+    "hostIPs",
+];
 
 /// Delete options of the kubelet's deletions: at once, and only the object of that UID.
 fn delete_now(uid: &str) -> DeleteParams {
@@ -467,5 +484,22 @@ mod tests {
         // Without the scheduler's (a pod bound by nodeName), ours is sent.
         let patch = pod_status_patch("u1", None, &ours).unwrap();
         assert_eq!(patch["status"]["conditions"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn container_statuses_replace_the_servers_whole() {
+        let ours: PodStatus = serde_json::from_value(json!({
+            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}],
+        }))
+        .unwrap();
+        let patch = pod_status_patch("u1", None, &ours).unwrap();
+        let list = patch["status"]["containerStatuses"].as_array().unwrap();
+        assert_eq!(list.last(), Some(&json!({"$patch": "replace"})));
+        assert_eq!(list[0]["name"], "app");
+        assert!(
+            patch["status"].get("podIPs").is_none(),
+            "absent lists stay absent"
+        );
     }
 }
