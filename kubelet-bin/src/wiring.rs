@@ -58,8 +58,12 @@ pub enum WiringError {
     Signals(#[source] std::io::Error),
 }
 
-/// The reconciler's settings derived from the daemon's.
-pub fn kubelet_config(settings: &Settings, node_ips: Vec<IpAddr>) -> KubeletConfig {
+/// The reconciler's settings derived from the daemon's and the machine's capacity.
+pub fn kubelet_config(
+    settings: &Settings,
+    node_ips: Vec<IpAddr>,
+    machine: &crate::machine::MachineInfo,
+) -> KubeletConfig {
     let mut config = KubeletConfig::new(settings.node_name.clone());
     // containerd leaves the pod cgroups it made under the cgroupfs driver; the kubelet
     // removes them when the pod goes.
@@ -78,9 +82,8 @@ pub fn kubelet_config(settings: &Settings, node_ips: Vec<IpAddr>) -> KubeletConf
         .map(ToString::to_string)
         .collect();
     spec.cluster_domain = settings.cluster_domain.clone();
-    let machine = crate::machine::read(&settings.root_dir);
     spec.node_memory_capacity = machine.memory_capacity;
-    spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli(&machine);
+    spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli(machine);
     config
 }
 
@@ -165,7 +168,9 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         None => None,
     };
     let runtime = connect_runtime(settings).await?;
-    let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone()))
+    // Read once: the reconciler's resource defaults and the node status both use it.
+    let machine = crate::machine::read(&settings.root_dir);
+    let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone(), &machine))
         .runtime(Arc::new(runtime))
         .network(Arc::new(RuntimeManagedNetwork));
     for source in sources(settings)? {
@@ -175,7 +180,6 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     match cluster {
         Some(cluster) => {
             background.push(cluster.spawn_background());
-            let machine = crate::machine::read(&settings.root_dir);
             builder = builder
                 .volume_plugin(Arc::new(cluster.volumes))
                 .reporter(Arc::new(cluster.reporter))
@@ -305,7 +309,8 @@ mod tests {
             "--cluster-dns=10.96.0.10",
             "--cluster-domain=cluster.local",
         ]);
-        let config = kubelet_config(&s, vec!["10.0.0.5".parse().unwrap()]);
+        let machine = crate::machine::read(&s.root_dir);
+        let config = kubelet_config(&s, vec!["10.0.0.5".parse().unwrap()], &machine);
         assert_eq!(config.node_name, "host-1");
         assert_eq!(config.root_dir, std::path::PathBuf::from("/data/kubelet"));
         assert_eq!(config.sync_frequency, std::time::Duration::from_secs(30));
