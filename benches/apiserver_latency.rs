@@ -1,23 +1,42 @@
 //! Pod start latency through the API server, against a real containerd (started by
-//! `kubelet_cri::testing::TestContainerd`, which also tears it down) and the fake
-//! kube-apiserver of `kubelet_core::testing::apiserver` (plain HTTP, reached through a
-//! kubeconfig only), for bursts of N pods:
+//! `kubelet_cri::testing::TestContainerd`, which also tears it down), for bursts of N pods:
 //!
 //! (a) the CRI floor: N pods at once as tokio tasks through `CriRuntime`, each
 //!     RunPodSandbox + CreateContainer + StartContainer of a busybox container; per-pod
 //!     latency and the time until all started, then all torn down at once;
-//! (b) the same N pods through the API server: the kubelet runs in-process as the daemon
-//!     wires it (`CriRuntime`, `ApiServerSource`, `ApiServerReporter`, node status), the bench
-//!     watches the pods with a kube-rs watcher and POSTs all N at once with its own kube-rs
-//!     client; latency from each pod's POST being sent to the watch first showing it
+//! (b) the same N pods through the fake kube-apiserver of `kubelet_core::testing::apiserver`
+//!     (plain HTTP, reached through a kubeconfig only): the kubelet runs in-process as the
+//!     daemon wires it (`CriRuntime`, `ApiServerSource`, `ApiServerReporter`, node status),
+//!     the bench watches the pods with a kube-rs watcher and POSTs all N at once with its own
+//!     kube-rs client; latency from each pod's POST being sent to the watch first showing it
 //!     `Running`, and the time until all are. Then all are DELETEd through the API (the
 //!     kubelet stops them and finishes the deletion), until neither the API server nor the
-//!     runtime holds any.
+//!     runtime holds any;
+//! (c) the same as (b) through a real kube-apiserver and etcd started by
+//!     `kubelet_core::testing::envtest` (HTTPS, Node and RBAC authorization, NodeRestriction
+//!     and the default admission plugins). The kubelet joins as `system:node:<node>` with a
+//!     client certificate, so the Node authorizer and NodeRestriction check every request of
+//!     it, as on a cluster; the bench's client is the admin. Only with `KUBELET_TEST_ASSETS`
+//!     naming a directory with `kube-apiserver` (etcd from there, else `PATH` or
+//!     /usr/bin/etcd); skipped with a message otherwise. No controller-manager or scheduler
+//!     runs there, which the bench does not need: its pods carry `spec.nodeName`. It is
+//!     started once, before the first burst, so that a server that cannot start fails the
+//!     bench before minutes of (a) and (b); it idles during them.
 //!
-//! The kubelet runs only during (b): it would remove the pods of (a), which no source wants.
+//! The pods set `automountServiceAccountToken: false` in (b) and (c): the real server's
+//! ServiceAccount admission would otherwise add a projected `kube-api-access-*` volume (a
+//! TokenRequest and the `kube-root-ca.crt` ConfigMap per pod) that the fake does not add, and
+//! (b) and (c) would not time the same work.
+//!
+//! A kubelet runs only during (b) and (c), one per burst and path, and is stopped (its Node
+//! deleted) before the next: it would remove the pods of (a), which no source wants. Every
+//! burst waits until its pods are gone from the API server and the runtime, and a kubelet
+//! starts only on an empty runtime (else the bench fails). The envtest's processes are
+//! killed (by PID) when it drops, at the end and on every early return.
 //!
 //! `cargo bench --bench apiserver_latency` (bursts of 30 and 100),
-//! `cargo bench --bench apiserver_latency -- 10 50` or `KUBELET_BENCH_API_PODS=10,50`.
+//! `cargo bench --bench apiserver_latency -- 10 50` or `KUBELET_BENCH_API_PODS=10,50`;
+//! `KUBELET_TEST_ASSETS=/work/shared/envtest cargo bench --bench apiserver_latency` adds (c).
 //! Needs root and containerd (scripts/install-deps.sh); prints why and exits 0 otherwise.
 //! `RUST_LOG=kubelet_core=info` shows the kubelet's log on stderr.
 
@@ -27,7 +46,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +62,7 @@ use kubelet_core::apiserver::{
 use kubelet_core::node::{MachineInfo, NodeConfig};
 use kubelet_core::runtime::ListFilter;
 use kubelet_core::testing::apiserver::FakeApiServer;
+use kubelet_core::testing::envtest::{self, ASSETS_ENV, Envtest, REQUIRE_ENV};
 use kubelet_core::{Kubelet, KubeletConfig, KubeletError, Runtime, RuntimeManagedNetwork};
 use kubelet_cri::CriRuntime;
 use kubelet_cri::testing::{BUSYBOX_IMAGE, TestContainerd, missing_prerequisites};
@@ -416,6 +436,8 @@ fn api_pod(name: &str, burst: &str) -> Result<Pod, BoxError> {
         "metadata": {"name": name, "namespace": "default", "labels": {BURST_LABEL: burst}},
         "spec": {
             "nodeName": NODE,
+            // Same work on the fake and the real server (see the module documentation).
+            "automountServiceAccountToken": false,
             "terminationGracePeriodSeconds": GRACE_SECONDS,
             "containers": [{
                 "name": "app",
@@ -567,6 +589,85 @@ async fn api_burst(
     Ok((Burst { per_pod, all }, table))
 }
 
+/// An API server a kubelet joins in (b) or (c).
+struct Target {
+    /// Its rows in the summary.
+    path: &'static str,
+    /// Its heading in the per-burst tables.
+    heading: &'static str,
+    /// Its pods' name prefix and burst label, per round.
+    prefix: &'static str,
+    /// The kubeconfig the kubelet runs with.
+    node_kubeconfig: PathBuf,
+    /// The bench's own client: creates, watches and deletes the pods, deletes the Node.
+    client: kube::Client,
+}
+
+async fn client_from(kubeconfig: Kubeconfig) -> Result<kube::Client, BoxError> {
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The real kube-apiserver of (c), when `KUBELET_TEST_ASSETS` asks for one.
+async fn start_envtest() -> Result<Option<Envtest>, BoxError> {
+    match Envtest::from_env().await {
+        Ok(Some(env)) => Ok(Some(env)),
+        Ok(None) if envtest::required() => {
+            Err(format!("{REQUIRE_ENV}=1 but {ASSETS_ENV} is not set").into())
+        }
+        Ok(None) => {
+            println!(
+                "apiserver_latency: (c) real kube-apiserver skipped: {ASSETS_ENV} is not set. \
+                 Set it to a directory holding kube-apiserver (etcd from there, else PATH or \
+                 /usr/bin/etcd) to add it, e.g. \
+                 `{ASSETS_ENV}=/work/shared/envtest cargo bench --bench apiserver_latency`"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            let dir = envtest::assets_dir().unwrap_or_default();
+            Err(format!(
+                "(c) real kube-apiserver from {ASSETS_ENV}={}: {e}",
+                dir.display()
+            )
+            .into())
+        }
+    }
+}
+
+/// Fails unless the runtime holds no sandbox and no container: a kubelet started now would
+/// remove them, and its burst would time that too.
+async fn ensure_runtime_empty(rt: &CriRuntime, before: &str) -> Result<(), BoxError> {
+    let sandboxes = rt.list_pod_sandboxes(&ListFilter::all()).await?;
+    let containers = rt.list_containers(&ListFilter::all()).await?;
+    if sandboxes.is_empty() && containers.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} sandboxes and {} containers left in the runtime before {before}",
+        sandboxes.len(),
+        containers.len()
+    )
+    .into())
+}
+
+/// (b) or (c): a kubelet joins `target`, the burst runs through it, the kubelet stops. On an
+/// early return the kubelet is aborted as it drops and `TestContainerd` removes what is left.
+async fn kubelet_burst(
+    env: &TestContainerd,
+    rt: &CriRuntime,
+    target: &Target,
+    n: usize,
+    burst: &str,
+) -> Result<(Burst, Table), BoxError> {
+    ensure_runtime_empty(rt, burst).await?;
+    let node = KubeletNode::start(env, &target.node_kubeconfig, &target.client).await?;
+    let measured = api_burst(&target.client, rt, n, burst).await?;
+    node.shutdown(&target.client).await?;
+    Ok(measured)
+}
+
 async fn run(bursts: &[usize]) -> Result<(), BoxError> {
     let Some(env) = TestContainerd::try_start().await? else {
         println!("apiserver_latency: skipped (see above)");
@@ -574,18 +675,14 @@ async fn run(bursts: &[usize]) -> Result<(), BoxError> {
     };
     let rt = env.runtime().await;
     let version = rt.version().await?;
-    let api = FakeApiServer::start().await?;
+    // The kubeconfigs; the node's holds its private key (the directory is 0700).
     let dir = tempfile::Builder::new()
         .prefix("kubelet-bench-kubeconfig-")
         .tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    let client = kube::Client::try_from(config)?;
+    let api = FakeApiServer::start().await?;
+    let fake_kubeconfig = dir.path().join("fake");
+    api.write_kubeconfig(&fake_kubeconfig)?;
+    let fake_client = client_from(Kubeconfig::read_from(&fake_kubeconfig)?).await?;
     println!(
         "apiserver_latency: {} {} at {}, fake API server at {} (HTTP), bursts {bursts:?}, busybox `sh -c '{SCRIPT}'`, pod network (CNI bridge)",
         version.runtime_name,
@@ -593,6 +690,34 @@ async fn run(bursts: &[usize]) -> Result<(), BoxError> {
         env.endpoint(),
         api.url(),
     );
+    let mut targets = vec![Target {
+        path: "fake API server + kubelet",
+        heading: "(b) fake API server",
+        prefix: "fake",
+        node_kubeconfig: fake_kubeconfig,
+        client: fake_client,
+    }];
+    // Declared after `env` and `api`, so dropped before them, on early returns too.
+    let real = start_envtest().await?;
+    if let Some(real) = &real {
+        let node_kubeconfig = dir.path().join("envtest-node");
+        std::fs::write(&node_kubeconfig, real.node_kubeconfig(NODE)?)
+            .map_err(|e| format!("{}: {e}", node_kubeconfig.display()))?;
+        let client = client_from(Kubeconfig::from_yaml(&real.kubeconfig())?).await?;
+        let server = client.apiserver_version().await?;
+        println!(
+            "apiserver_latency: (c) kube-apiserver {} at {} (HTTPS, envtest), kubelet as system:node:{NODE}, bench as admin",
+            server.git_version,
+            real.url(),
+        );
+        targets.push(Target {
+            path: "real kube-apiserver + kubelet",
+            heading: "(c) real kube-apiserver",
+            prefix: "real",
+            node_kubeconfig,
+            client,
+        });
+    }
 
     // The first pod after containerd's start pays for the bridge and the shim binary's
     // first load: one untimed pod, so that no burst carries it.
@@ -603,13 +728,17 @@ async fn run(bursts: &[usize]) -> Result<(), BoxError> {
         floor_table.print(&format!(
             "### Burst of {n}: (a) CRI floor, {n} pods at once through CriRuntime"
         ));
-        let node = KubeletNode::start(&env, &kubeconfig, &client).await?;
-        let (kube, kube_table) = api_burst(&client, &rt, n, &format!("burst{round}")).await?;
-        node.shutdown(&client).await?;
-        kube_table.print(&format!(
-            "### Burst of {n}: (b) {n} pods POSTed at once to the API server, kubelet on CRI"
-        ));
-        summary.push((n, floor, kube));
+        let mut paths = vec![("CRI floor", floor)];
+        for target in &targets {
+            let burst = format!("{}{round}", target.prefix);
+            let (measured, table) = kubelet_burst(&env, &rt, target, n, &burst).await?;
+            table.print(&format!(
+                "### Burst of {n}: {}, {n} pods POSTed at once, kubelet on CRI",
+                target.heading
+            ));
+            paths.push((target.path, measured));
+        }
+        summary.push((n, paths));
     }
 
     println!();
@@ -617,9 +746,9 @@ async fn run(bursts: &[usize]) -> Result<(), BoxError> {
     println!();
     println!("| burst | path | p50 (ms) | p99 (ms) | max (ms) | all up (ms) | p50 vs floor |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
-    for (n, floor, kube) in &summary {
-        let floor_p50 = floor.per_pod.percentile(50.0).as_secs_f64().max(1e-9);
-        for (path, b) in [("CRI floor", floor), ("API server + kubelet", kube)] {
+    for (n, paths) in &summary {
+        let floor_p50 = paths[0].1.per_pod.percentile(50.0).as_secs_f64().max(1e-9);
+        for (path, b) in paths {
             println!(
                 "| {n} | {path} | {} | {} | {} | {} | x{:.1} |",
                 ms(b.per_pod.percentile(50.0)),
@@ -630,8 +759,15 @@ async fn run(bursts: &[usize]) -> Result<(), BoxError> {
             );
         }
     }
-    // Drop order: the API server, then `env` (sandboxes left, none normally, are removed
-    // through CRI, containerd is killed, the bridge, iptables chains and pod cgroups go).
+    if real.is_none() {
+        println!();
+        println!("(c) real kube-apiserver: skipped, {ASSETS_ENV} is not set (see above)");
+    }
+    // Drop order: the envtest (kube-apiserver, then etcd, killed by PID and reaped; its
+    // directory removed), the fake API server, then `env` (sandboxes left, none normally, are
+    // removed through CRI, containerd is killed, the bridge, iptables chains and pod cgroups
+    // go).
+    drop(real);
     drop(api);
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! The `kubelet` daemon's pieces: flags named as the reference kubelet's ([`flags`]), the
 //! KubeletConfiguration file and its merge with the flags ([`config`]), Go durations
-//! ([`duration`]), the local HTTP server ([`server`]) and the wiring onto kubelet-core and
-//! kubelet-cri ([`wiring`]). The binary is a thin `main` over [`load_settings`] and
+//! ([`duration`]), the local HTTP server ([`server`]), a check of the kubeconfig's client
+//! certificate ([`credentials`]) and the wiring onto kubelet-core and kubelet-cri
+//! ([`wiring`]). The binary is a thin `main` over [`load_settings`] and
 //! [`wiring::run`].
 
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod duration;
 pub mod flags;
 pub mod machine;

@@ -47,6 +47,9 @@ pub enum WiringError {
     /// The API server refused us, or its kubeconfig is unusable.
     #[error("API server: {0}")]
     ApiServer(#[from] kubelet_core::apiserver::ApiClientError),
+    /// The kubeconfig's credentials cannot be used by the kubelet's TLS stack.
+    #[error("API server: {0}")]
+    Credentials(#[from] crate::credentials::CredentialError),
     /// The healthz server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -164,7 +167,10 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     // The API server first: refused credentials are a configuration error to report before
     // anything else is set up.
     let cluster = match &settings.kubeconfig {
-        Some(kubeconfig) => Some(Cluster::connect(settings, kubeconfig, &node_ips).await?),
+        Some(kubeconfig) => {
+            crate::credentials::check_kubeconfig(kubeconfig).await?;
+            Some(Cluster::connect(settings, kubeconfig, &node_ips).await?)
+        }
         None => None,
     };
     let runtime = connect_runtime(settings).await?;

@@ -187,3 +187,142 @@ async fn unreachable_api_server_is_a_warning_not_an_exit() {
     assert!(err.contains("API server not reachable yet"), "{err}");
     assert!(err.contains("cannot use the container runtime"), "{err}");
 }
+
+/// Runs `openssl` with `args` in `dir`; `None` (after saying why) when it is not installed.
+fn openssl(dir: &Path, args: &[&str]) -> Option<()> {
+    let output = match Command::new("openssl").args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: the openssl CLI is not installed");
+            return None;
+        }
+        Err(e) => panic!("running openssl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        stderr(&output)
+    );
+    Some(())
+}
+
+/// A CA and a client certificate signed by it the way a bare `openssl x509 -req` does: X.509
+/// v1, which Go clients accept and rustls does not.
+fn v1_client_certificate(dir: &Path) -> Option<()> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-subj", "/CN=test-ca", "-days", "1"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(dir, &ca)?;
+    let mut csr = vec![
+        "req",
+        "-new",
+        "-subj",
+        "/O=system:nodes/CN=system:node:cli-node",
+    ];
+    csr.extend(ec);
+    csr.extend(["-keyout", "client.key", "-out", "client.csr"]);
+    openssl(dir, &csr)?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "client.crt",
+        ],
+    )?;
+    let text = Command::new("openssl")
+        .args(["x509", "-in", "client.crt", "-noout", "-text"])
+        .current_dir(dir)
+        .output()
+        .expect("openssl x509 -text");
+    let text = String::from_utf8_lossy(&text.stdout);
+    if !text.contains("Version: 1 (0x0)") {
+        // Some OpenSSL versions add extensions (and so make v3) on their own.
+        eprintln!("SKIPPED: this openssl made no v1 certificate:\n{text}");
+        return None;
+    }
+    Some(())
+}
+
+fn assert_names_the_v1_certificate(output: &Output, kubeconfig: &Path, from: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    let err = stderr(output);
+    assert!(err.contains(&*kubeconfig.to_string_lossy()), "{err}");
+    assert!(err.contains(from), "{err}");
+    assert!(err.contains("X.509 v1 certificate"), "{err}");
+    assert!(err.contains("rustls requires v3"), "{err}");
+    assert!(err.contains("-extfile"), "{err}");
+    assert!(!err.contains("UnsupportedCertVersion"), "{err}");
+    // Refused before anything else: the runtime was never dialled.
+    assert!(!err.contains("container runtime"), "{err}");
+}
+
+#[test]
+fn v1_client_certificate_exits_1_naming_files_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    if v1_client_certificate(dir.path()).is_none() {
+        return;
+    }
+    // Nothing listens there: the certificate is refused before any connection.
+    let server = "https://127.0.0.1:1";
+    let user = |client: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    \
+             certificate-authority: ca.crt\ncontexts:\n- name: c\n  context:\n    cluster: c\n    \
+             user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n{client}"
+        )
+    };
+    let run = |kubeconfig: &Path| {
+        kubelet(&[
+            &format!("--kubeconfig={}", kubeconfig.display()),
+            "--container-runtime-endpoint=unix:///nonexistent/containerd.sock",
+            "--hostname-override=cli-node",
+            &format!("--root-dir={}", dir.path().join("root").display()),
+        ])
+    };
+
+    // By path, relative to the kubeconfig as kubeadm writes them.
+    let by_path = dir.path().join("by-path.conf");
+    std::fs::write(
+        &by_path,
+        user("    client-certificate: client.crt\n    client-key: client.key\n"),
+    )
+    .unwrap();
+    let cert_path = dir.path().join("client.crt");
+    assert_names_the_v1_certificate(&run(&by_path), &by_path, &cert_path.to_string_lossy());
+
+    // Embedded.
+    use base64::Engine;
+    let b64 = |name: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(dir.path().join(name)).unwrap())
+    };
+    let embedded = dir.path().join("embedded.conf");
+    std::fs::write(
+        &embedded,
+        user(&format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64("client.crt"),
+            b64("client.key")
+        )),
+    )
+    .unwrap();
+    assert_names_the_v1_certificate(&run(&embedded), &embedded, "client-certificate-data");
+}

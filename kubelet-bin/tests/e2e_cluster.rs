@@ -1,9 +1,11 @@
 //! End-to-end: the `kubelet` binary joins a cluster and runs its pods on a real containerd.
-//! The cluster is the fake kube-apiserver of `kubelet_core::testing::apiserver` (over HTTPS,
-//! the kubelet authenticating with a node's client certificate), or, with
-//! `KUBELET_TEST_REAL_CLUSTER=1` and `KUBECONFIG`, a real cluster: the kubelet gets only a
-//! kubeconfig, and the tests read and write through kube-rs, so they run unchanged against
-//! either (what needs the fake's fault injection or request log is skipped on a real one).
+//! The cluster is what `TestApiServer::from_env` gives: a real etcd + kube-apiserver started
+//! from `KUBELET_TEST_ASSETS` (Node and RBAC authorization, NodeRestriction), a real cluster
+//! with `KUBELET_TEST_REAL_CLUSTER=1` and `KUBECONFIG`, or else the fake kube-apiserver of
+//! `kubelet_core::testing::apiserver`. The kubelet authenticates as `system:node:e2e-node`
+//! with a client certificate and gets only a kubeconfig, and the tests read and write through
+//! kube-rs as an admin, so they run unchanged against any of them (what needs the fake's
+//! fault injection or request log is skipped on a real one).
 //! Skipped like the other end-to-end tests when no containerd can run here, unless
 //! `KUBELET_TEST_REQUIRE_CONTAINERD=1`.
 
@@ -44,24 +46,29 @@ async fn start_cluster(extra: &[&str]) -> Option<Cluster> {
     let server = TestApiServer::from_env()
         .await
         .expect("API server for the test");
+    start_cluster_on(server, extra).await
+}
+
+/// A cluster on the fake API server whatever the environment says: for the tests that need
+/// its fault injection.
+async fn start_fake_cluster(extra: &[&str]) -> Option<Cluster> {
+    let fake = FakeApiServer::start_tls().await.expect("fake API server");
+    start_cluster_on(TestApiServer::Fake(fake), extra).await
+}
+
+async fn start_cluster_on(server: TestApiServer, extra: &[&str]) -> Option<Cluster> {
     let dir = tempfile::tempdir().expect("temp dir");
     let test_kubeconfig = dir.path().join("test.conf");
     server
         .write_kubeconfig(&test_kubeconfig)
         .expect("write kubeconfig");
-    let kubelet_kubeconfig = match server.fake() {
-        // A node's credentials as kubeadm issues them: a client certificate for
-        // system:node:<name> in group system:nodes.
-        Some(fake) => {
-            let path = dir.path().join("kubelet.conf");
-            let config = fake
-                .kubeconfig_with_client_cert(&format!("system:node:{NODE}"), &["system:nodes"])
-                .expect("client certificate kubeconfig");
-            std::fs::write(&path, config).expect("write kubeconfig");
-            path
-        }
-        None => test_kubeconfig.clone(),
-    };
+    // A node's credentials as kubeadm issues them: a client certificate for
+    // system:node:<name> in group system:nodes (a real cluster's own kubeconfig as it is).
+    let kubelet_kubeconfig = dir.path().join("kubelet.conf");
+    let config = server
+        .node_kubeconfig(NODE)
+        .expect("node client certificate kubeconfig");
+    std::fs::write(&kubelet_kubeconfig, config).expect("write kubeconfig");
     let mut args = vec![format!("--kubeconfig={}", kubelet_kubeconfig.display())];
     args.extend(extra.iter().map(ToString::to_string));
     let node = TestNode::start_with_args(args).await?;
@@ -115,8 +122,18 @@ impl Cluster {
         }
     }
 
+    /// The pod as the server has it; every look checks that the stored container statuses
+    /// are one per container (no phantom entries), whatever the test waits for.
     async fn get_pod(&self, name: &str) -> Option<Pod> {
-        self.pods().get_opt(name).await.ok().flatten()
+        let pod = self.pods().get_opt(name).await.ok().flatten();
+        if let Some(p) = &pod
+            && p.status
+                .as_ref()
+                .is_some_and(|s| s.container_statuses.is_some())
+        {
+            assert_one_status_per_container(p);
+        }
+        pod
     }
 
     async fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
@@ -228,6 +245,32 @@ fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
         .as_ref()?
         .iter()
         .find(|c| c.type_ == type_)
+}
+
+/// The server holds one container status per container of the spec, as the reference
+/// kubelet writes them: nothing for a container that does not exist.
+fn assert_one_status_per_container(pod: &Pod) {
+    let mut spec: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| c.name.as_str())
+        .collect();
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    let mut names: Vec<&str> = statuses
+        .into_iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    spec.sort_unstable();
+    names.sort_unstable();
+    assert_eq!(
+        names, spec,
+        "container statuses on the server, one per container expected: {statuses:#?}"
+    );
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -502,17 +545,16 @@ async fn crash_loop_reports_restart_count_and_back_off() {
         .into_iter()
         .find(|e| e.reason.as_deref() == Some("BackOff"));
     assert!(back_off.is_some(), "a BackOff event");
+    assert_one_status_per_container(&pod);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_outage_restarts_nothing_and_loses_no_status() {
-    let Some(cluster) = start_cluster(&[]).await else {
+    // An outage needs the fake's fault injection, with or without a real server around.
+    let Some(cluster) = start_fake_cluster(&[]).await else {
         return;
     };
-    let Some(fake) = cluster.fake() else {
-        eprintln!("skipped: an outage needs the fake API server");
-        return;
-    };
+    let fake = cluster.fake().expect("the fake API server");
     // `job` finishes during the outage: its Completed state must reach the API server after.
     cluster
         .create_pod(&api_pod(
@@ -670,4 +712,92 @@ async fn service_account_and_config_map_volumes_are_mounted() {
         state.running.is_none() && state.waiting.is_none(),
         "{state:?}"
     );
+    assert_one_status_per_container(&done);
+}
+
+/// A pod with an exec readiness probe on `/tmp/ready`, bound to the test node.
+fn probed_pod(name: &str) -> Pod {
+    let mut pod = api_pod(
+        name,
+        "Always",
+        2,
+        &[("app", &format!("touch /tmp/ready; {SERVE}"))],
+    );
+    let probe = serde_json::json!({
+        "exec": {"command": ["test", "-f", "/tmp/ready"]},
+        "periodSeconds": 1, "failureThreshold": 1, "successThreshold": 1,
+    });
+    pod.spec.as_mut().expect("spec").containers[0].readiness_probe =
+        Some(serde_json::from_value(probe).expect("probe JSON"));
+    pod
+}
+
+fn ready(pod: &Pod) -> Option<&str> {
+    condition(pod, "Ready").map(|c| c.status.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_probe_and_a_killed_container_restarts_with_its_last_state() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    cluster.create_pod(&probed_pod("probed")).await;
+    let up = cluster
+        .wait_pod("probed", "Running and Ready", |p| {
+            phase(p) == "Running" && ready(p) == Some("True")
+        })
+        .await;
+    let first = container(&up, "app").expect("app status");
+    let id = runtime_id(first).expect("container id").to_string();
+
+    // The probe fails: Ready goes False on the server, the container keeps running.
+    assert_eq!(cluster.node.exec(&id, "rm /tmp/ready").await, 0);
+    let unready = cluster
+        .wait_pod("probed", "Ready False", |p| ready(p) == Some("False"))
+        .await;
+    let app = container(&unready, "app").expect("app status");
+    assert!(!app.ready && app.restart_count == 0, "{app:?}");
+    assert_eq!(
+        condition(&unready, "ContainersReady").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    assert_eq!(cluster.node.exec(&id, "touch /tmp/ready").await, 0);
+    cluster
+        .wait_pod("probed", "Ready again", |p| ready(p) == Some("True"))
+        .await;
+
+    // Killed in containerd behind the kubelet's back: restarted, counted, last state kept.
+    cluster.node.kill_container(&id).await;
+    let restarted = cluster
+        .wait_pod("probed", "restarted and Ready", |p| {
+            container(p, "app").is_some_and(|c| {
+                c.restart_count == 1
+                    && c.ready
+                    && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            })
+        })
+        .await;
+    let app = container(&restarted, "app").expect("app status");
+    let last = app
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("lastState.terminated");
+    assert_eq!(last.exit_code, 137, "{last:?}");
+    assert_eq!(last.container_id.as_deref(), first.container_id.as_deref());
+    assert_ne!(app.container_id, first.container_id);
+    assert_eq!(phase(&restarted), "Running");
+    let status = restarted.status.as_ref().expect("status");
+    assert_eq!(status.pod_ips.as_ref().map(Vec::len), Some(1), "{status:?}");
+    assert_eq!(
+        status
+            .pod_ips
+            .as_ref()
+            .and_then(|ips| ips.first())
+            .map(|i| i.ip.as_str()),
+        status.pod_ip.as_deref()
+    );
+
+    cluster.delete_pod("probed", None).await;
+    cluster.wait_pod_gone("probed").await;
 }

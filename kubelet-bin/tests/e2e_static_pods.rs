@@ -5,6 +5,8 @@
 //! containerd's; `KUBELET_E2E_SHOW_LOG=1` prints the kubelet's log for passing tests too.
 
 mod support {
+    // Shared by several test binaries; each uses part of it.
+    #[allow(dead_code)]
     pub mod node;
 }
 

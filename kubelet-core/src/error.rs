@@ -142,3 +142,16 @@ pub enum SourceError {
         message: String,
     },
 }
+
+/// An error with its causes, each once: reqwest's and hyper's own messages are often just
+/// "error sending request".
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

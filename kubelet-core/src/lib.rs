@@ -4,10 +4,11 @@
 //! [`NodeReporter`]), the generic reconciler that drives them ([`Kubelet`]) with pod status,
 //! [`probes`] and lifecycle hooks, the pod sources for static manifest directories and
 //! manifest URLs, the API-server source and reporter ([`apiserver`], default feature
-//! `apiserver`, over kube-rs), and the [`node`] agent (registration, node status, Lease).
-//! Backends live in their own crates (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the
-//! `testing` feature adds an in-memory fake runtime, a fake kube-apiserver, a channel source
-//! and a recording reporter.
+//! `apiserver`, over kube-rs) with the [`strategic_merge`] patches it sends, and the [`node`]
+//! agent (registration, node status, Lease). Backends live in their own crates
+//! (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the `testing` feature adds an in-memory
+//! fake runtime, a fake kube-apiserver, an envtest harness that starts a real one, a channel
+//! source and a recording reporter.
 //!
 //! ```no_run
 //! # #[cfg(feature = "testing")]
@@ -41,6 +42,7 @@ pub mod reporter;
 pub mod runtime;
 pub mod source;
 pub mod sources;
+pub mod strategic_merge;
 pub mod volume;
 pub mod volume_plugins;
 

@@ -379,7 +379,9 @@ async fn the_node_registers_reports_status_and_renews_its_lease() {
     .unwrap();
     reporter.update_node_status(NODE, &status).await.unwrap();
     let addresses_later = serde_json::from_value(json!({
-        "addresses": [{"type": "InternalIP", "address": "10.0.0.6"}]
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        "addresses": [{"type": "InternalIP", "address": "10.0.0.6"}],
+        "capacity": {"pods": "110", "cpu": "2"}
     }))
     .unwrap();
     reporter

@@ -360,7 +360,12 @@ async fn merge_json_and_strategic_patches_with_keyed_lists() {
     assert_eq!(types, ["Initialized", "Ready", "PodScheduled"]);
     assert_eq!(st.container_statuses.unwrap()[0].name, "c");
     assert_eq!(st.pod_ips.unwrap().len(), 1);
-    // A second IP is merged in, the first kept.
+    // A second IP merged in without an order goes first; podIP then disagrees with
+    // podIPs[0] and wins (kube-apiserver v1.28 does the same): one IP stays.
+    let ips = |p: &Pod| -> Vec<String> {
+        let st = p.status.as_ref().unwrap();
+        st.pod_ips.iter().flatten().map(|i| i.ip.clone()).collect()
+    };
     let after = pods
         .patch_status(
             "p",
@@ -369,19 +374,23 @@ async fn merge_json_and_strategic_patches_with_keyed_lists() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        after
-            .status
-            .as_ref()
-            .unwrap()
-            .pod_ips
-            .as_ref()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(ips(&after), ["10.1.0.5"]);
+    // With the order given, both stay.
+    let after = pods
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {
+                "$setElementOrder/podIPs": [{"ip": "10.1.0.5"}, {"ip": "fd00::5"}],
+                "podIPs": [{"ip": "fd00::5"}],
+            }})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ips(&after), ["10.1.0.5", "fd00::5"]);
 
-    // A wrong UID in the patch is a 409 precondition failure.
+    // A wrong UID in the patch fails the update validation (the UID is immutable): 422, as
+    // kube-apiserver v1.28 answers it.
     let (code, reason, msg) = api_err(
         pods.patch_status(
             "p",
@@ -391,10 +400,10 @@ async fn merge_json_and_strategic_patches_with_keyed_lists() {
         .await
         .unwrap_err(),
     );
-    assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    assert!(
-        msg.contains("Precondition failed: UID in precondition: other"),
-        "{msg}"
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        msg,
+        "Pod \"p\" is invalid: metadata.uid: Invalid value: \"other\": field is immutable"
     );
 
     // JSON patch with a failing test op: 422, nothing changed.

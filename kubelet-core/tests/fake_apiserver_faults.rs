@@ -14,6 +14,7 @@ use kubelet_core::testing::FakeApiServer;
 use kubelet_core::testing::apiserver::{
     FaultKind, FaultMatch, REAL_CLUSTER_ENV, TestApiServer, Verb,
 };
+use kubelet_core::testing::envtest;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -269,20 +270,28 @@ async fn discovery_finds_the_served_resources() {
 }
 
 #[tokio::test]
-async fn tests_get_the_fake_unless_a_real_cluster_is_opted_in() {
+async fn tests_get_the_fake_unless_a_real_api_server_is_available() {
     if std::env::var_os(REAL_CLUSTER_ENV).is_some() {
         // Opted in: the test environment decides; nothing to check about the default.
         return;
     }
     let under_test = TestApiServer::from_env().await.unwrap();
-    let fake = under_test.fake().expect("the fake by default");
-    assert!(fake.url().starts_with("https://"));
+    if envtest::assets_dir().is_none() {
+        let fake = under_test.fake().expect("the fake by default");
+        assert!(fake.url().starts_with("https://"));
+    } else if envtest::required() {
+        assert!(under_test.envtest().is_some(), "{under_test:?}");
+    }
+    // Either way: an admin kubeconfig, and a node's that may read its own Node.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     under_test.write_kubeconfig(&path).unwrap();
     let client = client_from(&std::fs::read_to_string(&path).unwrap()).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
     namespaces.get("kube-node-lease").await.unwrap();
+    let node = client_from(&under_test.node_kubeconfig("n1").unwrap()).await;
+    let nodes: Api<Node> = Api::all(node);
+    assert!(nodes.get_opt("n1").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -304,6 +304,24 @@ impl TestNode {
         self.runtime.container_status(id).await.ok()
     }
 
+    /// Kill a container in the runtime behind the kubelet's back (SIGKILL at once).
+    pub async fn kill_container(&self, id: &str) {
+        self.runtime
+            .stop_container(id, Duration::ZERO)
+            .await
+            .expect("CRI StopContainer");
+    }
+
+    /// Run `sh -c script` in a running container; its exit code.
+    pub async fn exec(&self, id: &str, script: &str) -> i32 {
+        let cmd = ["sh".to_string(), "-c".to_string(), script.to_string()];
+        self.runtime
+            .exec_sync(id, &cmd, Duration::from_secs(10))
+            .await
+            .expect("CRI ExecSync")
+            .exit_code
+    }
+
     /// Stop the kubelet, then stop and remove every container and sandbox through CRI, so
     /// that nothing of the test outlives it even if containerd's own teardown misses it.
     pub async fn shutdown(mut self) {

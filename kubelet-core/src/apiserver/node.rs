@@ -11,6 +11,7 @@ use tracing::info;
 use super::error::{report_error, status_code};
 use super::reporter::Inner;
 use crate::error::ReportError;
+use crate::strategic_merge::StrategicMerge;
 
 /// The labels the reference kubelet keeps in line with its own view on an existing Node
 /// (`updateDefaultLabels`); other labels there belong to others.
@@ -121,14 +122,32 @@ impl Inner {
         })
     }
 
+    /// PATCH `nodes/<name>/status` as the reference does (`PatchNodeStatus`): the two-way
+    /// patch from the status the server last showed (asked for when not known) to ours
+    /// merged into it; nothing is sent when the server already has it.
     pub async fn update_node_status(
         &self,
         node_name: &str,
         status: &NodeStatus,
     ) -> Result<(), ReportError> {
         let api: Api<Node> = Api::all(self.kube());
-        let patch = node_status_patch(status)
-            .map_err(|e| ReportError::Rejected(format!("nodes/{node_name}/status: {e}")))?;
+        let what = format!("patch nodes/{node_name}/status");
+        let mut seen = self.node_status.lock().await;
+        let base = match seen.take() {
+            Some(base) => base,
+            None => self
+                .timed(api.get(node_name))
+                .await
+                .map_err(|e| self.node_error(&format!("get nodes/{node_name}"), &e))?
+                .status
+                .unwrap_or_default(),
+        };
+        let Some(patch) = node_status_patch(&base, status)
+            .map_err(|e| ReportError::Rejected(format!("{what}: {e}")))?
+        else {
+            *seen = Some(base);
+            return Ok(());
+        };
         match self
             .timed(api.patch_status(
                 node_name,
@@ -137,18 +156,20 @@ impl Inner {
             ))
             .await
         {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                if status_code(&err) == Some(404) {
-                    // The Node was deleted: a new one (if registered again) has a new UID.
-                    self.remember_node_uid(None);
-                }
-                Err(report_error(
-                    &format!("patch nodes/{node_name}/status"),
-                    &err,
-                ))
+            Ok(node) => {
+                *seen = node.status;
+                Ok(())
             }
+            Err(err) => Err(self.node_error(&what, &err)),
         }
+    }
+
+    fn node_error(&self, what: &str, err: &kube::Error) -> ReportError {
+        if status_code(err) == Some(404) {
+            // The Node was deleted: a new one (if registered again) has a new UID.
+            self.remember_node_uid(None);
+        }
+        report_error(what, err)
     }
 }
 
@@ -203,15 +224,86 @@ fn reconcile_existing(wanted: &Node, existing: &Node) -> Option<Value> {
     Some(json!({ "metadata": metadata }))
 }
 
-/// `{"status": ...}` as a strategic merge patch. `addresses` is declared a list merged by
-/// `type`, which would keep stale addresses of a type we no longer report and mix two of
-/// one type; as the reference, it is replaced whole.
-pub(super) fn node_status_patch(status: &NodeStatus) -> Result<Value, serde_json::Error> {
-    let mut status = serde_json::to_value(status)?;
-    if let Some(Value::Array(addresses)) = status.get_mut("addresses") {
-        addresses.insert(0, json!({ "$patch": "replace" }));
+/// Node status fields the kubelet sets whole on every update (its status setters), cleared
+/// when it has none; the other fields (volumesAttached of the attach/detach controller,
+/// config, ...) are ours only when we set them.
+const KUBELET_NODE_FIELDS: [&str; 7] = [
+    "capacity",
+    "allocatable",
+    "addresses",
+    "daemonEndpoints",
+    "nodeInfo",
+    "images",
+    "volumesInUse",
+];
+
+/// Our status laid over the server's, as the reference applies its setters to the Node it
+/// read: conditions others write (NetworkUnavailable, ...) stay where they are, ours
+/// replace theirs of the same type or are added.
+fn merged_node_status(server: &Value, ours: &Value) -> Value {
+    let empty = serde_json::Map::new();
+    let server = server.as_object().unwrap_or(&empty);
+    let ours = ours.as_object().unwrap_or(&empty);
+    let mut merged = server.clone();
+    for field in KUBELET_NODE_FIELDS {
+        merged.remove(field);
     }
-    Ok(json!({ "status": status }))
+    for (k, v) in ours {
+        if k != "conditions" {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let mut conditions = server
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for c in ours
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match conditions
+            .iter_mut()
+            .find(|s| s.get("type") == c.get("type"))
+        {
+            Some(slot) => *slot = c.clone(),
+            None => conditions.push(c.clone()),
+        }
+    }
+    if !conditions.is_empty() {
+        merged.insert("conditions".to_string(), Value::Array(conditions));
+    }
+    Value::Object(merged)
+}
+
+/// The node status patch: the two-way strategic merge patch from the server's status to
+/// ours. `addresses` is declared a list merged by `type`, which would keep stale addresses
+/// of a type we no longer report and mix two of one type; as the reference
+/// (`fixupPatchForNodeStatusAddresses`), a changed list is sent whole with a replace
+/// directive. `None` when there is nothing to change.
+pub(super) fn node_status_patch(
+    server: &NodeStatus,
+    ours: &NodeStatus,
+) -> Result<Option<Value>, serde_json::Error> {
+    let current = serde_json::to_value(server)?;
+    let merged = merged_node_status(&current, &serde_json::to_value(ours)?);
+    let mut patch = StrategicMerge::for_kind("v1", "Node")
+        .diff(&json!({ "status": current }), &json!({ "status": merged }));
+    let replace_addresses = current.get("addresses").is_some_and(|a| a != &json!([]))
+        && current.get("addresses") != merged.get("addresses");
+    if replace_addresses
+        && let Some(status) = patch.get_mut("status").and_then(Value::as_object_mut)
+    {
+        let mut addresses = merged.get("addresses").cloned().unwrap_or(json!([]));
+        if let Value::Array(items) = &mut addresses {
+            items.push(json!({ "$patch": "replace" }));
+        }
+        status.insert("addresses".to_string(), addresses);
+        status.remove("$setElementOrder/addresses");
+    }
+    Ok(patch.get("status").is_some().then_some(patch))
 }
 
 #[cfg(test)]
@@ -257,21 +349,66 @@ mod tests {
         assert!(reconcile_existing(&existing, &existing).is_none());
     }
 
+    fn addresses(list: &[(&str, &str)]) -> Option<Vec<NodeAddress>> {
+        Some(
+            list.iter()
+                .map(|(t, a)| NodeAddress {
+                    type_: (*t).into(),
+                    address: (*a).into(),
+                })
+                .collect(),
+        )
+    }
+
     #[test]
-    fn addresses_are_replaced_whole() {
-        let status = NodeStatus {
-            addresses: Some(vec![NodeAddress {
-                type_: "InternalIP".into(),
-                address: "10.0.0.1".into(),
-            }]),
+    fn first_addresses_are_sent_as_a_list_and_changed_ones_replaced_whole() {
+        let ours = NodeStatus {
+            addresses: addresses(&[("InternalIP", "10.0.0.1"), ("Hostname", "n1")]),
             ..Default::default()
         };
         assert_eq!(
-            node_status_patch(&status).unwrap(),
-            json!({"status": {"addresses": [
-                {"$patch": "replace"},
-                {"type": "InternalIP", "address": "10.0.0.1"}
-            ]}})
+            node_status_patch(&NodeStatus::default(), &ours).unwrap(),
+            Some(json!({"status": {"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.1"},
+                {"type": "Hostname", "address": "n1"}
+            ]}}))
+        );
+        let moved = NodeStatus {
+            addresses: addresses(&[("InternalIP", "10.0.0.2"), ("Hostname", "n1")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            node_status_patch(&ours, &moved).unwrap(),
+            Some(json!({"status": {"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.2"},
+                {"type": "Hostname", "address": "n1"},
+                {"$patch": "replace"}
+            ]}}))
+        );
+        assert_eq!(node_status_patch(&moved, &moved).unwrap(), None);
+    }
+
+    #[test]
+    fn others_conditions_and_attached_volumes_stay() {
+        let server: NodeStatus = serde_json::from_value(json!({
+            "conditions": [{"type": "NetworkUnavailable", "status": "False"}, {"type": "Ready", "status": "False"}],
+            "volumesAttached": [{"name": "kubernetes.io/csi/x", "devicePath": ""}],
+            "volumesInUse": ["kubernetes.io/csi/y"],
+            "config": {"active": {"configMap": {"name": "c", "namespace": "kube-system", "kubeletConfigKey": "k"}}},
+        }))
+        .unwrap();
+        let ours: NodeStatus = serde_json::from_value(json!({
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }))
+        .unwrap();
+        let patch = node_status_patch(&server, &ours).unwrap().unwrap();
+        assert_eq!(
+            patch,
+            json!({"status": {
+                "$setElementOrder/conditions": [{"type": "NetworkUnavailable"}, {"type": "Ready"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "volumesInUse": null,
+            }})
         );
     }
 }

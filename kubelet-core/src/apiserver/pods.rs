@@ -10,12 +10,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::error::{report_error, status_code};
+use super::error::{message, report_error, status_code};
 use super::reporter::Inner;
 use super::source::is_mirror_pod;
 use crate::error::ReportError;
 use crate::labels;
+use crate::reconciler::status::KUBELET_CONDITIONS;
 use crate::source::SOURCE_API;
+use crate::strategic_merge::StrategicMerge;
 
 /// Tries of one status patch when it meets a conflict.
 const STATUS_TRIES: usize = 3;
@@ -35,6 +37,9 @@ struct Mirror {
 pub(super) struct PodStatuses {
     /// The status the API server last accepted.
     sent: HashMap<String, PodStatus>,
+    /// The status as the API server last showed it, by the UID of the API object (the
+    /// mirror's for static pods): the base of the next two-way patch.
+    server: HashMap<String, PodStatus>,
     /// The newest status not accepted yet, with its pod.
     pending: HashMap<String, (Pod, PodStatus)>,
     /// Static pods running here, for the mirror pod check.
@@ -52,6 +57,7 @@ impl PodStatuses {
 
     fn forget(&mut self, uid: &str) {
         self.sent.remove(uid);
+        self.server.remove(uid);
         self.pending.remove(uid);
         self.statics.remove(uid);
         let now = Instant::now();
@@ -92,44 +98,61 @@ fn name_of(pod: &Pod) -> (String, String) {
     )
 }
 
-/// The strategic merge patch of a pod's status, with the pod's UID as precondition (the
-/// server refuses it with 409 when the object of that name has another UID). Conditions
-/// merge by type, so those set by others (readiness gates, DisruptionTarget) stay; the
-/// PodScheduled condition the scheduler set is left as it is.
-pub(super) fn pod_status_patch(
-    uid: &str,
-    server_status: Option<&PodStatus>,
-    status: &PodStatus,
-) -> Result<Value, serde_json::Error> {
-    let scheduled_on_server = server_status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled"));
-    let mut status = status.clone();
-    if scheduled_on_server && let Some(conditions) = status.conditions.as_mut() {
-        conditions.retain(|c| c.type_ != "PodScheduled");
-    }
-    let mut status = serde_json::to_value(&status)?;
-    // The kubelet owns these lists whole. Merged by key, an entry would keep what the new one
-    // leaves out: a container's old `state.running` beside its new `state.terminated`.
-    for list in KUBELET_OWNED_LISTS {
-        if let Some(Value::Array(items)) = status.get_mut(list) {
-            items.push(json!({"$patch": "replace"}));
-        }
-    }
-    Ok(json!({
-        "metadata": { "uid": uid },
-        "status": status,
-    }))
+/// Status fields other components write (the scheduler, the resource claim controller):
+/// kept as the server has them.
+const OTHERS_FIELDS: [&str; 3] = [
+    "nominatedNodeName",
+    "resourceClaimStatuses",
+    "extendedResourceClaimStatus",
+];
+
+/// What the pod status should be on the server: the kubelet's, with the conditions and
+/// fields others own taken from the server's (`mergePodStatus`). The scheduler's
+/// PodScheduled stays as it is.
+fn merged_status(server: &PodStatus, ours: &PodStatus) -> PodStatus {
+    let theirs = server.conditions.as_deref().unwrap_or_default();
+    let scheduled = theirs.iter().any(|c| c.type_ == "PodScheduled");
+    let mut conditions: Vec<_> = theirs
+        .iter()
+        .filter(|c| c.type_ == "PodScheduled" || !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    conditions.extend(
+        ours.conditions
+            .iter()
+            .flatten()
+            .filter(|c| KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+            .filter(|c| !(scheduled && c.type_ == "PodScheduled"))
+            .cloned(),
+    );
+    let mut merged = ours.clone();
+    merged.conditions = (!conditions.is_empty()).then_some(conditions);
+    merged
 }
 
-/// Lists of the pod status that the kubelet writes whole (replaced, not merged by key).
-const KUBELET_OWNED_LISTS: [&str; 5] = [
-    "containerStatuses",
-    "initContainerStatuses",
-    "ephemeralContainerStatuses",
-    "podIPs",
-    "hostIPs",
-];
+/// The status patch as the reference kubelet makes it (`PatchPodStatus`): a two-way
+/// strategic merge patch from the status last seen on the server to the new one, with the
+/// pod's UID as precondition. `None` when the server already has that status.
+pub(super) fn pod_status_patch(
+    uid: &str,
+    server: &PodStatus,
+    status: &PodStatus,
+) -> Result<Option<Value>, serde_json::Error> {
+    let mut wanted = serde_json::to_value(merged_status(server, status))?;
+    let current = serde_json::to_value(server)?;
+    if let (Some(w), Some(c)) = (wanted.as_object_mut(), current.as_object()) {
+        for field in OTHERS_FIELDS {
+            if let Some(v) = c.get(field).filter(|_| !w.contains_key(field)) {
+                w.insert(field.to_string(), v.clone());
+            }
+        }
+    }
+    let patch = StrategicMerge::for_kind("v1", "Pod").diff(
+        &json!({ "status": current }),
+        &json!({ "metadata": { "uid": uid }, "status": wanted }),
+    );
+    Ok(patch.get("status").is_some().then_some(patch))
+}
 
 /// Delete options of the kubelet's deletions: at once, and only the object of that UID.
 fn delete_now(uid: &str) -> DeleteParams {
@@ -175,8 +198,8 @@ impl Inner {
             self.send_mirror_status(st, &pod, &status).await
         } else {
             let (ns, name) = name_of(&pod);
-            self.patch_status(&ns, &name, uid, pod.status.as_ref(), &status)
-                .await
+            let seen = pod.status.clone().unwrap_or_default();
+            self.patch_status(st, &ns, &name, uid, seen, &status).await
         };
         match &result {
             Ok(()) => {
@@ -192,44 +215,63 @@ impl Inner {
         result
     }
 
-    /// PATCH `pods/<name>/status` with a UID precondition; a conflict is retried after
+    /// PATCH `pods/<name>/status`: the two-way patch from the status last seen on the
+    /// server (`seen` until the server has answered one of ours) with a UID precondition.
+    /// A refused patch (a conflict, or 422: a real server refuses a UID precondition that
+    /// fails as an immutable-field change) is retried once from the pod as it is now, after
     /// checking that the pod of that name is still ours.
     async fn patch_status(
         &self,
+        st: &mut PodStatuses,
         ns: &str,
         name: &str,
         uid: &str,
-        server_status: Option<&PodStatus>,
+        seen: PodStatus,
         status: &PodStatus,
     ) -> Result<(), ReportError> {
         let api: Api<Pod> = Api::namespaced(self.kube(), ns);
         let what = format!("patch pods/{ns}/{name}/status");
-        let patch = pod_status_patch(uid, server_status, status)
-            .map_err(|e| ReportError::Rejected(format!("{what}: {e}")))?;
-        let mut last = None;
+        let mut base = st.server.get(uid).cloned().unwrap_or(seen);
+        let mut refreshed = false;
         for _ in 0..STATUS_TRIES {
-            match self
+            let Some(patch) = pod_status_patch(uid, &base, status)
+                .map_err(|e| ReportError::Rejected(format!("{what}: {e}")))?
+            else {
+                return Ok(());
+            };
+            let err = match self
                 .timed(api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)))
                 .await
             {
-                Ok(_) => return Ok(()),
-                Err(err) if status_code(&err) == Some(409) => {
-                    match self.timed(api.get_metadata_opt(name)).await {
-                        Ok(Some(current)) if current.metadata.uid.as_deref() == Some(uid) => {
-                            last = Some(report_error(&what, &err));
-                        }
-                        Ok(_) => {
-                            return Err(ReportError::NotFound(format!(
-                                "{what}: pod {uid} was deleted (the name now belongs to another pod or none)"
-                            )));
-                        }
-                        Err(e) => return Err(report_error(&format!("get pods/{ns}/{name}"), &e)),
-                    }
+                Ok(updated) => {
+                    st.server
+                        .insert(uid.to_string(), updated.status.unwrap_or_default());
+                    return Ok(());
                 }
-                Err(err) => return Err(report_error(&what, &err)),
+                Err(err) => err,
+            };
+            let code = status_code(&err);
+            // The base stays: after an outage the status we last saw accepted is still the
+            // best guess of what the server has.
+            if !matches!(code, Some(409 | 422)) || (code == Some(422) && refreshed) {
+                return Err(report_error(&what, &err));
+            }
+            match self.timed(api.get_opt(name)).await {
+                Ok(Some(current)) if current.metadata.uid.as_deref() == Some(uid) => {
+                    debug!(pod = %format!("{ns}/{name}"), error = %message(&err), "status patch refused; retrying from the pod as it is now");
+                    base = current.status.unwrap_or_default();
+                    refreshed = true;
+                }
+                Ok(_) => {
+                    st.server.remove(uid);
+                    return Err(ReportError::NotFound(format!(
+                        "{what}: pod {uid} was deleted (the name now belongs to another pod or none)"
+                    )));
+                }
+                Err(e) => return Err(report_error(&format!("get pods/{ns}/{name}"), &e)),
             }
         }
-        Err(last.unwrap_or(ReportError::Conflict(what)))
+        Err(ReportError::Conflict(what))
     }
 
     /// Makes sure the static pod has its mirror pod, then gives the mirror the status.
@@ -244,7 +286,7 @@ impl Inner {
         for _ in 0..2 {
             let mirror = self.ensure_mirror(st, pod).await?;
             match self
-                .patch_status(&ns, &name, &mirror.uid, None, status)
+                .patch_status(st, &ns, &name, &mirror.uid, PodStatus::default(), status)
                 .await
             {
                 // Deleted or replaced under us: make it again.
@@ -284,6 +326,8 @@ impl Inner {
             if annotation(&existing, labels::CONFIG_MIRROR) == Some(hash.as_str())
                 && existing.metadata.deletion_timestamp.is_none()
             {
+                st.server
+                    .insert(existing_uid.clone(), existing.status.unwrap_or_default());
                 let m = Mirror {
                     uid: existing_uid,
                     hash,
@@ -308,8 +352,11 @@ impl Inner {
         {
             Ok(created) => {
                 info!(pod = %format!("{ns}/{name}"), "mirror pod created");
+                let created_uid = created.metadata.uid.unwrap_or_default();
+                st.server
+                    .insert(created_uid.clone(), created.status.unwrap_or_default());
                 let m = Mirror {
-                    uid: created.metadata.uid.unwrap_or_default(),
+                    uid: created_uid,
                     hash,
                 };
                 st.mirrors.insert(uid, m.clone());
@@ -359,6 +406,9 @@ impl Inner {
             debug!(error = %err, "final pod status not sent");
         }
         let mirror = st.mirrors.remove(&uid);
+        if let Some(m) = &mirror {
+            st.server.remove(&m.uid);
+        }
         st.forget(&uid);
         drop(st);
         if is_static(pod) {
@@ -439,6 +489,7 @@ impl Inner {
             }
             info!(pod = %format!("{ns}/{name}"), "mirror pod gone; creating it again");
             st.mirrors.remove(&uid);
+            st.server.remove(&known.uid);
             if let Some(status) = st.sent.remove(&uid) {
                 st.pending.insert(uid.clone(), (pod.clone(), status));
                 if let Err(err) = self.send_pending(&mut st, &uid).await {
@@ -463,6 +514,10 @@ mod tests {
         }
     }
 
+    fn status(v: Value) -> PodStatus {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn status_patch_carries_uid_and_keeps_the_schedulers_condition() {
         let ours = PodStatus {
@@ -471,10 +526,11 @@ mod tests {
             ..Default::default()
         };
         let server = PodStatus {
+            phase: Some("Pending".into()),
             conditions: Some(vec![cond("PodScheduled")]),
             ..Default::default()
         };
-        let patch = pod_status_patch("u1", Some(&server), &ours).unwrap();
+        let patch = pod_status_patch("u1", &server, &ours).unwrap().unwrap();
         assert_eq!(patch["metadata"], json!({"uid": "u1"}));
         assert_eq!(patch["status"]["phase"], "Running");
         assert_eq!(
@@ -482,24 +538,53 @@ mod tests {
             json!([{"type": "Ready", "status": "True"}])
         );
         // Without the scheduler's (a pod bound by nodeName), ours is sent.
-        let patch = pod_status_patch("u1", None, &ours).unwrap();
+        let patch = pod_status_patch("u1", &PodStatus::default(), &ours)
+            .unwrap()
+            .unwrap();
         assert_eq!(patch["status"]["conditions"].as_array().unwrap().len(), 2);
     }
 
     #[test]
-    fn container_statuses_replace_the_servers_whole() {
-        let ours: PodStatus = serde_json::from_value(json!({
-            "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false,
-                "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}],
-        }))
-        .unwrap();
-        let patch = pod_status_patch("u1", None, &ours).unwrap();
-        let list = patch["status"]["containerStatuses"].as_array().unwrap();
-        assert_eq!(list.last(), Some(&json!({"$patch": "replace"})));
-        assert_eq!(list[0]["name"], "app");
-        assert!(
-            patch["status"].get("podIPs").is_none(),
-            "absent lists stay absent"
+    fn container_statuses_are_sent_whole_without_directives() {
+        let server = status(
+            json!({"containerStatuses": [{"name": "app", "image": "i", "imageID": "",
+            "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+        );
+        let ours = status(
+            json!({"containerStatuses": [{"name": "app", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}]}),
+        );
+        let patch = pod_status_patch("u1", &server, &ours).unwrap().unwrap();
+        assert_eq!(
+            patch["status"]["containerStatuses"],
+            serde_json::to_value(&ours).unwrap()["containerStatuses"]
+        );
+        assert!(!patch.to_string().contains("$patch"), "{patch}");
+    }
+
+    #[test]
+    fn nothing_to_send_when_the_server_has_it() {
+        let ours = status(
+            json!({"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
+            "conditions": [{"type": "Ready", "status": "True"}]}),
+        );
+        assert_eq!(pod_status_patch("u1", &ours, &ours).unwrap(), None);
+    }
+
+    #[test]
+    fn others_conditions_and_fields_stay() {
+        let server = status(json!({"nominatedNodeName": "n2", "conditions": [
+            {"type": "example.com/gate", "status": "True"},
+            {"type": "DisruptionTarget", "status": "True"},
+            {"type": "Ready", "status": "False"}]}));
+        let ours = status(json!({"conditions": [{"type": "Ready", "status": "True"}]}));
+        let patch = pod_status_patch("u1", &server, &ours).unwrap().unwrap();
+        assert_eq!(
+            patch["status"],
+            json!({
+                "$setElementOrder/conditions": [{"type": "example.com/gate"}, {"type": "DisruptionTarget"}, {"type": "Ready"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            })
         );
     }
 }

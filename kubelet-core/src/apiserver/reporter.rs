@@ -79,6 +79,8 @@ pub(super) struct Inner {
     pub node_uid: Mutex<Option<String>>,
     /// The Lease as last written (its resourceVersion makes the next update conditional).
     pub lease: tokio::sync::Mutex<Option<Lease>>,
+    /// The Node's status as the server last showed it: the base of the next status patch.
+    pub node_status: tokio::sync::Mutex<Option<NodeStatus>>,
     /// Pod statuses and mirror pods; held across the calls so that sends do not interleave.
     pub pods: tokio::sync::Mutex<PodStatuses>,
     pub events: Mutex<EventState>,
@@ -108,6 +110,7 @@ impl ApiServerReporter {
                 config,
                 node_uid: Mutex::new(None),
                 lease: tokio::sync::Mutex::new(None),
+                node_status: tokio::sync::Mutex::new(None),
                 pods: tokio::sync::Mutex::new(PodStatuses::default()),
                 events: Mutex::new(events),
             }),

@@ -428,7 +428,7 @@ async fn register_adopts_an_existing_node_and_fixes_default_labels_only() {
 }
 
 #[tokio::test]
-async fn node_status_is_a_strategic_merge_patch_of_the_status_subresource() {
+async fn node_status_is_a_two_way_patch_from_the_servers_status() {
     let (client, mut handle) = mock_client();
     let reporter = ApiServerReporter::new(client);
     let status: k8s_openapi::api::core::v1::NodeStatus = serde_json::from_value(json!({
@@ -437,26 +437,57 @@ async fn node_status_is_a_strategic_merge_patch_of_the_status_subresource() {
         "capacity": {"pods": "110"}
     }))
     .unwrap();
-    let r = reporter.clone();
-    let call = tokio::spawn(async move { r.update_node_status(NODE, &status).await });
-    let patch = next(&mut handle).await;
-    assert_eq!(patch.method, Method::PATCH);
-    assert_eq!(patch.path, "/api/v1/nodes/node-1/status");
-    assert_eq!(
-        patch.content_type.as_deref(),
-        Some("application/strategic-merge-patch+json")
-    );
-    assert_eq!(patch.body["status"]["conditions"][0]["type"], "Ready");
-    assert_eq!(
-        patch.body["status"]["addresses"][0],
-        json!({"$patch": "replace"})
-    );
-    assert_eq!(patch.body["status"]["capacity"]["pods"], "110");
-    patch.fail(503, "ServiceUnavailable");
-    assert!(matches!(
-        call.await.unwrap(),
-        Err(ReportError::Unavailable(_))
-    ));
+    let mut server = node_json("uid", json!({}));
+    server["status"] = json!({
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "addresses": [{"type": "InternalIP", "address": "10.0.0.4"}],
+        "capacity": {"pods": "110"}
+    });
+    for attempt in 0..2 {
+        let r = reporter.clone();
+        let s = status.clone();
+        let call = tokio::spawn(async move { r.update_node_status(NODE, &s).await });
+        // The base of the patch: the Node as the server has it (again after a failure).
+        let get = next(&mut handle).await;
+        assert_eq!(
+            (get.method.clone(), get.path.as_str()),
+            (Method::GET, "/api/v1/nodes/node-1")
+        );
+        get.ok(server.clone());
+        let patch = next(&mut handle).await;
+        assert_eq!(patch.method, Method::PATCH);
+        assert_eq!(patch.path, "/api/v1/nodes/node-1/status");
+        assert_eq!(
+            patch.content_type.as_deref(),
+            Some("application/strategic-merge-patch+json")
+        );
+        assert_eq!(
+            patch.body,
+            json!({"status": {
+                "$setElementOrder/conditions": [{"type": "Ready"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}, {"$patch": "replace"}],
+            }})
+        );
+        if attempt == 0 {
+            patch.fail(503, "ServiceUnavailable");
+            assert!(matches!(
+                call.await.unwrap(),
+                Err(ReportError::Unavailable(_))
+            ));
+        } else {
+            let mut updated = server.clone();
+            updated["status"] = serde_json::to_value(&status).unwrap();
+            patch.ok(updated);
+            call.await.unwrap().unwrap();
+        }
+    }
+    // The server has it all now: nothing is sent.
+    reporter
+        .inner
+        .update_node_status(NODE, &status)
+        .await
+        .unwrap();
 }
 
 fn lease_json(rv: &str, renew: &str) -> Value {

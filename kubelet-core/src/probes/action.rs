@@ -1,6 +1,7 @@
 //! Running one probe or one lifecycle hook: exec through the runtime, HTTP GET, TCP connect,
 //! gRPC health check, sleep. Outcomes and messages follow the reference's probers.
 
+use crate::error::error_chain;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -209,18 +210,6 @@ fn http_client() -> Result<&'static reqwest::Client, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
-}
-
-/// An error with its causes, since reqwest's own message is often just "error sending request".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// GET the URL of `http` on `host:port`. `Ok` carries the status and the first bytes of the

@@ -70,8 +70,9 @@ const POD_INITIALIZING: &str = "PodInitializing";
 /// Reason of a container that vanished from the runtime while it was running.
 const CONTAINER_STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
 
-/// Condition types the kubelet owns (replaced on every computation).
-const KUBELET_CONDITIONS: [&str; 5] = [
+/// Condition types the kubelet owns (`PodConditionsByKubelet`; replaced on every
+/// computation, and the others left to their writers).
+pub(crate) const KUBELET_CONDITIONS: [&str; 5] = [
     "PodScheduled",
     "Ready",
     "Initialized",

@@ -1,5 +1,6 @@
 //! The manifest URL source (`--manifest-url`, `--manifest-url-header`).
 
+use crate::error::error_chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,18 +223,6 @@ fn build_client() -> Result<reqwest::Client, String> {
         .timeout(FETCH_TIMEOUT)
         .build()
         .map_err(|e| format!("HTTP client: {}", error_chain(&e)))
-}
-
-/// An error with its causes, since reqwest's own message is often just "error sending request".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Parses one `--manifest-url-header` flag value: comma-separated `name:value` pairs, e.g.

@@ -1,5 +1,6 @@
 //! Test doubles for the seams: an in-memory runtime, a channel pod source, a recording
-//! reporter, pod builders, and a fake kube-apiserver ([`apiserver`]).
+//! reporter, pod builders, a fake kube-apiserver ([`apiserver`]), and a harness that starts a
+//! real etcd + kube-apiserver from a directory of binaries ([`envtest`]).
 //!
 //! [`FakeRuntime`] answers as containerd 1.6+ does through the CRI, refusals included, so
 //! that code tested against it also works against the real thing:
@@ -36,6 +37,7 @@
 pub mod apiserver;
 mod behavior;
 mod channel_source;
+pub mod envtest;
 mod fake_runtime;
 pub mod pods;
 mod recording_reporter;

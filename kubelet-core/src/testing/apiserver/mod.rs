@@ -15,10 +15,19 @@
 //!   as `Status` objects with the real reasons and codes ([`ApiError`]).
 //! - PUT with optimistic concurrency; a write that changes nothing gets no new
 //!   resourceVersion; `status` subresources that change only status, and main-resource
-//!   writes that leave status alone; merge, JSON and strategic merge patches (the keyed
-//!   lists of Pod, Node and metadata; `$patch`, `$setElementOrder`, `$retainKeys`,
-//!   `$deleteFromPrimitiveList`); a `metadata.uid` or `metadata.resourceVersion` in a patch is
-//!   a precondition (409).
+//!   writes that leave status alone; merge and JSON patches, and strategic merge patches
+//!   applied as kube-apiserver applies them ([`crate::strategic_merge`], each field's
+//!   strategy and merge key from the real server's OpenAPI document): a `$patch` element
+//!   inside an atomic list is stored as an element, directives under a field the object lacks
+//!   are dropped, lists are ordered as apimachinery orders them, and refusals carry the real
+//!   codes and messages. A `metadata.uid` in a patch that is not the object's is an
+//!   immutable-field error (422), a `metadata.resourceVersion` a conflict (409).
+//! - Every write passes through the object's API type (unknown fields dropped, missing
+//!   required fields zero, empty lists left out, a value of the wrong type refused), and pod
+//!   status writes through the real server's conversion and validation (`podIP` wins over
+//!   `podIPs`; IPs valid and one per family, `hostIPs[0]` equal to `hostIP`, a container
+//!   terminated for good stays terminated, condition types qualified names). Each of these
+//!   is checked against a real kube-apiserver by `tests/patch_conformance.rs`.
 //! - DELETE with preconditions and grace period; a pod bound to a node (and not
 //!   terminated) is deleted gracefully: deletionTimestamp and deletionGracePeriodSeconds are
 //!   set and the object stays until a DELETE with `gracePeriodSeconds=0`. A DELETE answers
@@ -33,6 +42,8 @@
 //! What it does not do: server-side apply (415 UnsupportedMediaType), `dryRun` (400),
 //! protobuf (answers JSON), HTTP/2, aggregated discovery (v2; the legacy documents are served),
 //! verifiable service-account tokens (TokenRequest answers a JWT-shaped, unsigned token),
+//! Go's rendering of empty structs (the real server writes `"lastState": {}`, the fake
+//! nothing; clients decode both the same),
 //! finalizers and garbage collection (ignored), admission plugins (no service account
 //! token volumes are injected), field validation beyond what a kubelet's writes can hit,
 //! authorization (any authenticated user may do anything).
@@ -41,14 +52,16 @@
 //! and drive it directly through [`FakeApiServer::create`] and friends, fault injection
 //! ([`FakeApiServer::fail_next`], [`FakeApiServer::drop_watches`],
 //! [`FakeApiServer::start_outage`]) and the request log ([`FakeApiServer::requests`]).
-//! [`TestApiServer::from_env`] gives a real cluster instead when
-//! `KUBELET_TEST_REAL_CLUSTER=1` and `KUBECONFIG` are set, so that kubeconfig-only tests
-//! can be checked against the real thing.
+//! [`TestApiServer::from_env`] gives a real kube-apiserver instead when one is available
+//! (`KUBELET_TEST_ASSETS`, see [`crate::testing::envtest`]; or a cluster of your own with
+//! `KUBELET_TEST_REAL_CLUSTER=1` and `KUBECONFIG`), so that kubeconfig-only tests are checked
+//! against the real thing.
 
 mod cluster;
 mod convert;
 mod faults;
 mod patch;
+mod pod_status;
 mod resources;
 mod routes;
 mod selectors;
@@ -56,6 +69,7 @@ mod status;
 mod store;
 mod tls;
 mod token;
+mod typed;
 mod watch;
 
 use std::collections::HashMap;
@@ -81,9 +95,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use cluster::{REAL_CLUSTER_ENV, TestApiServer};
 pub use faults::{FaultKind, FaultMatch, RequestRecord, Verb};
-pub use patch::{PatchError, PatchType, json_patch, merge_patch, strategic_merge_patch};
+pub use patch::{PatchError, PatchType, json_patch, merge_patch};
 pub use status::ApiError;
 pub use store::{DeleteOptions, EventType};
+pub(crate) use tls::new_ca;
 
 use faults::Faults;
 use resources::{ResourceInfo, lookup};
@@ -146,6 +161,10 @@ pub enum FakeApiServerError {
         /// What is wrong.
         message: String,
     },
+    /// The real etcd + kube-apiserver of [`crate::testing::envtest`] could not be started or
+    /// used.
+    #[error("envtest: {0}")]
+    Envtest(#[from] crate::testing::envtest::EnvtestError),
     /// A wait ran out of time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

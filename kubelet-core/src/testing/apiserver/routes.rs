@@ -17,13 +17,15 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::convert::{to_external, to_internal};
 use super::faults::{RequestRecord, Verb};
-use super::patch::{PatchType, json_patch, merge_patch, strategic_merge_patch};
+use super::patch::{PatchType, json_patch, merge_patch};
 use super::resources::{self, ResourceInfo, storage_form};
 use super::selectors::{FieldSelector, LabelSelector, Selectors};
 use super::status::ApiError;
 use super::store::{DeleteOptions, Part, Store};
 use super::token::token_request;
+use super::typed;
 use super::watch::{self, WatchParams};
+use crate::strategic_merge::{PatchError as MergeError, PatchErrorKind, StrategicMerge};
 
 /// The response body type.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -529,9 +531,15 @@ fn serve(
                         PatchType::Merge => merge_patch(&mut ext, &patch),
                         PatchType::Json => json_patch(&mut ext, &patch)
                             .map_err(|e| ApiError::patch_rejected(&e.0))?,
-                        // The real patcher passes these errors through unwrapped: a 500.
-                        PatchType::Strategic => strategic_merge_patch(&mut ext, &patch, kind)
-                            .map_err(|e| ApiError::internal(&e.0))?,
+                        PatchType::Strategic => {
+                            ext = StrategicMerge::for_kind(&info.api_version(), kind)
+                                .apply(&ext, &patch)
+                                .map_err(strategic_error)?;
+                        }
+                    }
+                    // The patched object must decode as its type (FromUnstructured).
+                    if let Err(e) = typed::normalize(info, to_internal(info, &ext)) {
+                        return Err(patch_not_decodable(&patch, &e));
                     }
                     Ok(to_internal(info, &ext))
                 })?;
@@ -595,6 +603,36 @@ fn serve(
             ))
         }
     }
+}
+
+/// kube-apiserver's answer to a strategic merge patch it cannot apply
+/// (`interpretStrategicMergePatchError`).
+fn strategic_error(e: MergeError) -> ApiError {
+    match e.kind {
+        PatchErrorKind::BadRequest => ApiError::bad_request(e.message),
+        PatchErrorKind::Unprocessable => ApiError::patch_rejected(&e.message),
+        PatchErrorKind::Internal => ApiError::unwrapped(&e.message),
+    }
+}
+
+/// 422 for a patched object that no longer decodes as its type.
+fn patch_not_decodable(patch: &Value, cause: &str) -> ApiError {
+    let printed = crate::strategic_merge::go_format(patch);
+    let mut e = ApiError::invalid(
+        "",
+        "",
+        "",
+        &[(
+            "patch".to_string(),
+            "FieldValueInvalid",
+            format!("Invalid value: {printed:?}: {cause}"),
+        )],
+    );
+    if let Some(d) = e.details.as_mut().and_then(Value::as_object_mut) {
+        d.remove("name");
+        d.remove("kind");
+    }
+    e
 }
 
 fn name_of(obj: &Value) -> String {

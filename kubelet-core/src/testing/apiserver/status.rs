@@ -157,6 +157,12 @@ impl ApiError {
         )
     }
 
+    /// 500 with the bare error message and no reason: what kube-apiserver answers for an
+    /// error it passes through unwrapped (most strategic merge failures).
+    pub fn unwrapped(message: &str) -> Self {
+        Self::new(500, "", message.to_string(), None)
+    }
+
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized".to_string(), None)
@@ -223,6 +229,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -10,9 +10,11 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 
+use super::pod_status;
 use super::resources::{ResourceInfo, storage_form};
 use super::selectors::Selectors;
 use super::status::ApiError;
+use super::typed;
 
 /// The type of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +378,7 @@ impl Store {
         if info.namespaced {
             meta_mut(&mut obj).insert("namespace".into(), json!(ns));
         }
+        let mut obj = typed::normalize(info, obj).map_err(ApiError::bad_request)?;
         defaults(info, &mut obj, &now);
         validate(info, &name, &obj)?;
         let uid = self.new_uid();
@@ -461,16 +464,20 @@ impl Store {
             return Err(ApiError::conflict_modified(info.group, info.plural, name));
         }
         let cur_uid = meta(&cur, "uid").unwrap_or_default();
+        // A UID in the body is compared by the update validation: the UID is immutable
+        // (422), which is how a patch's UID precondition fails on a real server.
         if let Some(uid) = meta(&proposed, "uid").filter(|u| !u.is_empty())
             && uid != cur_uid
         {
-            return Err(ApiError::conflict(
+            return Err(ApiError::invalid(
+                info.kind,
                 info.group,
-                info.plural,
                 name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {cur_uid}"
-                ),
+                &[(
+                    "metadata.uid".to_string(),
+                    "FieldValueInvalid",
+                    format!("Invalid value: \"{uid}\": field is immutable"),
+                )],
             ));
         }
         let mut new = match part {
@@ -526,9 +533,19 @@ impl Store {
             }
         }
         m.remove("managedFields");
-        if part == Part::Main {
-            validate_update(info, name, &cur, &new)?;
-            validate(info, name, &new)?;
+        let mut new = typed::normalize(info, new).map_err(ApiError::bad_request)?;
+        if info.storage == "pods" {
+            pod_status::convert_pod_ips(&mut new);
+        }
+        match part {
+            Part::Main => {
+                validate_update(info, name, &cur, &new)?;
+                validate(info, name, &new)?;
+            }
+            Part::Status if info.storage == "pods" => {
+                pod_status::validate_update(name, &cur, &new)?;
+            }
+            Part::Status => {}
         }
         if new == cur {
             // No write, no new resourceVersion, no event: as etcd3's GuaranteedUpdate.

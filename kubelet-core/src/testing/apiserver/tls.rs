@@ -31,25 +31,29 @@ fn tls_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> FakeApiServerErro
     }
 }
 
+/// A self-signed CA (X.509 v3, as rustls requires) and the issuer that signs with it.
+pub(crate) fn new_ca(
+    common_name: &str,
+) -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key)?;
+    Ok((cert, Issuer::new(params, key)))
+}
+
 impl Pki {
     pub(crate) fn generate() -> Result<Self, FakeApiServerError> {
-        let ca_key = KeyPair::generate().map_err(tls_err("CA key"))?;
-        let mut ca_params =
-            CertificateParams::new(Vec::<String>::new()).map_err(tls_err("CA params"))?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "fake-kube-apiserver-ca");
-        ca_params.distinguished_name = dn;
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params
-            .self_signed(&ca_key)
-            .map_err(tls_err("CA certificate"))?;
+        let (ca_cert, issuer) = new_ca("fake-kube-apiserver-ca").map_err(tls_err("CA"))?;
         let ca_pem = ca_cert.pem();
-        let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().map_err(tls_err("server key"))?;
         let mut sp = CertificateParams::new(vec![

@@ -1,0 +1,544 @@
+#![cfg(feature = "apiserver")]
+//! The fake API server against the real kube-apiserver: every case sends the same pod status
+//! patches, as the node `system:node:n1`, to the fake and (with `KUBELET_TEST_ASSETS`) to a
+//! real kube-apiserver started by the envtest harness, and requires the same outcome from
+//! both: the stored status, or the error code, reason and message. Each case also pins what
+//! that outcome is, so that without the real server the fake is still held to it.
+//!
+//! Stored statuses are compared as clients decode them, without null fields and empty
+//! objects: Go writes `"lastState": {}` and `"startedAt": null` where the fake writes
+//! nothing, which no client can tell apart.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kubelet_core::strategic_merge::StrategicMerge;
+use kubelet_core::testing::apiserver::FakeApiServer;
+use kubelet_core::testing::envtest::{self, ASSETS_ENV, Envtest, REQUIRE_ENV};
+use serde_json::{Value, json};
+
+const NODE: &str = "n1";
+const STARTED: &str = "2026-12-02T14:00:00Z";
+
+/// One API server under test, with an admin client and the node's.
+struct Target {
+    name: &'static str,
+    admin: kube::Client,
+    node: kube::Client,
+}
+
+async fn client(kubeconfig: &str) -> kube::Client {
+    let file = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig YAML");
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .expect("client config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// The servers: the fake always, the real one when the assets are there. The guards keep
+/// them running.
+async fn targets() -> (FakeApiServer, Option<Envtest>, Vec<Target>) {
+    let fake = FakeApiServer::start_tls().await.expect("fake API server");
+    let node_conf = fake
+        .kubeconfig_with_client_cert(&format!("system:node:{NODE}"), &["system:nodes"])
+        .expect("node kubeconfig");
+    let mut targets = vec![Target {
+        name: "fake",
+        admin: client(&fake.kubeconfig()).await,
+        node: client(&node_conf).await,
+    }];
+    let real = match Envtest::from_env().await {
+        Ok(Some(env)) => Some(env),
+        Ok(None) if envtest::required() => panic!("{REQUIRE_ENV}=1 but {ASSETS_ENV} is not set"),
+        Ok(None) => {
+            eprintln!(
+                "{ASSETS_ENV} not set: the fake is checked against the recorded outcomes only"
+            );
+            None
+        }
+        Err(e) => panic!("envtest: {e}"),
+    };
+    if let Some(env) = &real {
+        targets.push(Target {
+            name: "kube-apiserver",
+            admin: client(&env.kubeconfig()).await,
+            node: client(&env.node_kubeconfig(NODE).expect("node kubeconfig")).await,
+        });
+    }
+    for t in &targets {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}})).unwrap();
+        match Api::<Node>::all(t.admin.clone())
+            .create(&PostParams::default(), &node)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("{}: create node: {e}", t.name),
+        }
+    }
+    (fake, real, targets)
+}
+
+/// What a server made of one patch.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Stored(Value),
+    Refused {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+}
+
+impl Outcome {
+    fn stored(&self) -> &Value {
+        match self {
+            Outcome::Stored(v) => v,
+            other => panic!("expected a stored status, got {other:?}"),
+        }
+    }
+
+    fn refused(&self) -> (u16, &str, &str) {
+        match self {
+            Outcome::Refused {
+                code,
+                reason,
+                message,
+            } => (*code, reason, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+/// Drops nulls and empty objects, the way a client cannot tell them apart from absence.
+fn decoded(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, decoded(v)))
+                .filter(|(_, v)| !v.is_null() && v != &json!({}))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(decoded).collect()),
+        other => other,
+    }
+}
+
+fn status_value(pod: &Pod) -> Value {
+    decoded(serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap())
+}
+
+async fn new_pod(t: &Target, name: &str, policy: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(t.admin.clone(), "default");
+    let _ = pods
+        .delete(name, &DeleteParams::default().grace_period(0))
+        .await;
+    for _ in 0..100 {
+        if pods.get_opt(name).await.expect("get pod").is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": NODE, "restartPolicy": policy, "automountServiceAccountToken": false,
+                 "containers": [{"name": "app", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod")
+}
+
+async fn send(t: &Target, name: &str, patch: &Value) -> Outcome {
+    let pods: Api<Pod> = Api::namespaced(t.node.clone(), "default");
+    match pods
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Ok(pod) => Outcome::Stored(status_value(&pod)),
+        Err(kube::Error::Api(s)) => Outcome::Refused {
+            code: s.code,
+            reason: s.reason,
+            message: s.message,
+        },
+        Err(e) => panic!("{}: patch {name}: {e}", t.name),
+    }
+}
+
+/// Sends `patches` in turn to a new pod on every target; the outcomes of the fake, after
+/// checking that every other target had the same.
+async fn case(targets: &[Target], name: &str, policy: &str, patches: &[Value]) -> Vec<Outcome> {
+    let mut all = Vec::new();
+    for t in targets {
+        new_pod(t, name, policy).await;
+        let mut outcomes = Vec::new();
+        for p in patches {
+            outcomes.push(send(t, name, p).await);
+        }
+        all.push((t.name, outcomes));
+    }
+    eprintln!(
+        "case {name}: {}",
+        all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" = ")
+    );
+    let (first, expected) = &all[0];
+    for (other, outcomes) in &all[1..] {
+        assert_eq!(
+            outcomes, expected,
+            "case {name}: {other} (right) and {first} (left) disagree"
+        );
+    }
+    expected.clone()
+}
+
+fn app(state: Value) -> Value {
+    json!({"name": "app", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+}
+
+fn running() -> Value {
+    json!({"running": {"startedAt": STARTED}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_are_stored_and_refused_as_kube_apiserver_does() {
+    let (_fake, _real, targets) = targets().await;
+    let t = targets.as_slice();
+
+    // The kubelet's former patch shape: a replace directive inside the atomic containerStatuses
+    // is stored as an element on the second patch (a phantom container status).
+    let old_shape = |state: Value| {
+        json!({"status": {"phase": "Running", "podIP": "10.77.0.3",
+            "podIPs": [{"ip": "10.77.0.3"}, {"$patch": "replace"}],
+            "containerStatuses": [app(state), {"$patch": "replace"}]}})
+    };
+    let out = case(
+        t,
+        "old-shape",
+        "Always",
+        &[
+            old_shape(running()),
+            old_shape(json!({"terminated": {"exitCode": 1}})),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out[0].stored()["containerStatuses"],
+        json!([decoded(app(running()))])
+    );
+    let names: Vec<&Value> = out[1].stored()["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["name"])
+        .collect();
+    assert_eq!(names, [&json!("app"), &json!("")], "the phantom entry");
+    assert_eq!(out[1].stored()["podIPs"], json!([{"ip": "10.77.0.3"}]));
+
+    // Two-way patches as the kubelet now makes them, from the status the server answered:
+    // one entry per container throughout.
+    let pod = StrategicMerge::for_kind("v1", "Pod");
+    let statuses = [
+        json!({"phase": "Running", "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}],
+               "conditions": [{"type": "Ready", "status": "True"}],
+               "containerStatuses": [app(running())]}),
+        json!({"phase": "Running", "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}],
+               "conditions": [{"type": "Ready", "status": "False"}],
+               "containerStatuses": [{"name": "app", "image": "busybox", "imageID": "", "ready": false,
+                   "restartCount": 1, "state": running(),
+                   "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}),
+        json!({"phase": "Failed", "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}],
+               "containerStatuses": [app(json!({"terminated": {"exitCode": 1}}))]}),
+    ];
+    for target in t {
+        new_pod(target, "two-way", "Always").await;
+        let mut seen = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        for s in &statuses {
+            let mut wanted = s.clone();
+            wanted["qosClass"] = json!("BestEffort");
+            let patch = pod.diff(&json!({"status": seen}), &json!({"status": wanted}));
+            let stored = send(target, "two-way", &patch).await;
+            assert_eq!(
+                stored.stored(),
+                &decoded(wanted.clone()),
+                "{}: patch {patch}",
+                target.name
+            );
+            seen = wanted;
+        }
+    }
+
+    // Directives under a field the server does not have are dropped, at any depth.
+    let out = case(t, "absent", "Always", &[json!({"status": {
+        "conditions": [{"type": "A", "status": "True"}, {"type": "B", "$patch": "delete"}],
+        "containerStatuses": [{"name": "app", "state": {"$patch": "replace", "running": {"startedAt": STARTED}}}],
+    }})])
+    .await;
+    assert_eq!(
+        out[0].stored()["conditions"],
+        json!([{"type": "A", "status": "True"}])
+    );
+    assert_eq!(out[0].stored()["containerStatuses"][0].get("state"), None);
+
+    // Keyed lists and $setElementOrder.
+    let cond = |t: &str| json!({"type": t, "status": "True"});
+    let out = case(t, "order", "Always", &[
+        json!({"status": {"conditions": [cond("A"), cond("B")]}}),
+        json!({"status": {"$setElementOrder/conditions": [{"type": "B"}, {"type": "A"}]}}),
+        json!({"status": {"$setElementOrder/conditions": [{"type": "C"}, {"type": "A"}], "conditions": [cond("C")]}}),
+        json!({"status": {"conditions": [{"$patch": "replace"}, cond("D")]}}),
+        json!({"status": {"conditions": [{"type": "D", "$patch": "delete"}]}}),
+    ])
+    .await;
+    assert_eq!(
+        out[2].stored()["conditions"],
+        json!([cond("C"), cond("B"), cond("A")])
+    );
+    assert_eq!(out[3].stored()["conditions"], json!([cond("D")]));
+    assert_eq!(out[4].stored().get("conditions"), None);
+
+    // podIP and podIPs: podIP wins, fills podIPs, and is podIPs[0] again.
+    let out = case(t, "pod-ip", "Always", &[
+        json!({"status": {"podIP": "10.1.1.1", "podIPs": [{"ip": "10.1.1.2"}]}}),
+        json!({"status": {"podIPs": [{"ip": "10.1.1.3"}]}}),
+        json!({"status": {"$setElementOrder/podIPs": [{"ip": "10.1.1.1"}, {"ip": "fd00::1"}], "podIPs": [{"ip": "fd00::1"}]}}),
+        json!({"status": {"podIP": null, "podIPs": null}}),
+    ])
+    .await;
+    assert_eq!(out[0].stored()["podIPs"], json!([{"ip": "10.1.1.1"}]));
+    assert_eq!(out[1].stored()["podIPs"], json!([{"ip": "10.1.1.1"}]));
+    assert_eq!(
+        out[2].stored()["podIPs"],
+        json!([{"ip": "10.1.1.1"}, {"ip": "fd00::1"}])
+    );
+    assert_eq!(out[3].stored().get("podIP"), None);
+
+    // Validation a kubelet can run into.
+    let out = case(
+        t,
+        "invalid",
+        "Never",
+        &[
+            json!({"status": {"podIP": "abc"}}),
+            json!({"status": {"podIPs": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}}),
+            json!({"status": {"podIPs": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.1"}]}}),
+            json!({"status": {"hostIP": "10.0.0.5", "hostIPs": [{"ip": "10.0.0.6"}]}}),
+            json!({"status": {"conditions": [{"status": "True"}]}}),
+            json!({"status": {"containerStatuses": [app(json!({"terminated": {"exitCode": 0}}))]}}),
+            json!({"status": {"containerStatuses": [app(running())]}}),
+            json!({"metadata": {"uid": "not-this-pod"}, "status": {"phase": "Running"}}),
+        ],
+    )
+    .await;
+    for (i, o) in out.iter().enumerate() {
+        if i != 5 {
+            let (code, reason, _) = o.refused();
+            assert_eq!((code, reason), (422, "Invalid"), "patch {i}: {o:?}");
+        }
+    }
+    assert_eq!(
+        out[6].refused().2,
+        "Pod \"invalid\" is invalid: status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"
+    );
+    assert_eq!(
+        out[7].refused().2,
+        "Pod \"invalid\" is invalid: metadata.uid: Invalid value: \"not-this-pod\": field is immutable"
+    );
+
+    // Restartable after a failure only; a phase leaves a terminal phase on v1.28.
+    let out = case(t, "on-failure", "OnFailure", &[
+        json!({"status": {"phase": "Failed", "containerStatuses": [app(json!({"terminated": {"exitCode": 2}}))]}}),
+        json!({"status": {"phase": "Running", "containerStatuses": [app(running())]}}),
+    ])
+    .await;
+    assert_eq!(out[1].stored()["phase"], "Running");
+
+    // Patches the merge itself refuses: the bare message, code 500, no reason.
+    let out = case(
+        t,
+        "refused",
+        "Always",
+        &[
+            json!({"status": {"conditions": [cond("A")]}}),
+            json!({"status": {"conditions": [{"type": "A", "$patch": "merge"}]}}),
+            json!({"status": {"conditions": [{"type": "A", "$patch": "bogus"}]}}),
+            json!({"status": {"conditions": [{"status": "x"}]}}),
+            json!({"status": {"$setElementOrder/conditions": [{"type": "B"}, {"type": "A"}],
+                          "conditions": [cond("A"), cond("B")]}}),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out[1].refused(),
+        (
+            500,
+            "",
+            "merging lists cannot yet be specified in the patch"
+        )
+    );
+    assert_eq!(
+        out[2].refused(),
+        (
+            500,
+            "",
+            "unknown patch type: bogus in map: map[$patch:bogus type:A]"
+        )
+    );
+    assert_eq!(
+        out[3].refused(),
+        (
+            500,
+            "",
+            "map: map[status:x] does not contain declared merge key: type"
+        )
+    );
+    assert_eq!(out[4].refused().0, 500);
+}
+
+fn pod_status(v: Value) -> k8s_openapi::api::core::v1::PodStatus {
+    serde_json::from_value(v).unwrap()
+}
+
+/// The kubelet's own reporter, as the node, through a container's life: the stored status is
+/// exactly what it reported at each step, with one entry per container, on every server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporters_patches_store_exactly_its_status() {
+    use kubelet_core::NodeReporter;
+    use kubelet_core::apiserver::ApiServerReporter;
+    use kubelet_core::apiserver::NodeClient;
+
+    let (_fake, _real, targets) = targets().await;
+    let steps = [
+        json!({"phase": "Pending", "qosClass": "BestEffort", "hostIP": "10.0.0.5", "hostIPs": [{"ip": "10.0.0.5"}],
+               "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}],
+               "containerStatuses": [app(json!({"waiting": {"reason": "ContainerCreating"}}))]}),
+        json!({"phase": "Running", "qosClass": "BestEffort", "hostIP": "10.0.0.5", "hostIPs": [{"ip": "10.0.0.5"}],
+               "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}], "startTime": STARTED,
+               "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "True"}],
+               "containerStatuses": [app(running())]}),
+        json!({"phase": "Running", "qosClass": "BestEffort", "hostIP": "10.0.0.5", "hostIPs": [{"ip": "10.0.0.5"}],
+               "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}], "startTime": STARTED,
+               "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}],
+               "containerStatuses": [{"name": "app", "image": "busybox", "imageID": "", "ready": false,
+                   "restartCount": 1, "state": running(),
+                   "lastState": {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": STARTED, "finishedAt": STARTED}}}]}),
+        json!({"phase": "Succeeded", "qosClass": "BestEffort", "hostIP": "10.0.0.5", "hostIPs": [{"ip": "10.0.0.5"}],
+               "podIP": "10.77.0.3", "podIPs": [{"ip": "10.77.0.3"}], "startTime": STARTED,
+               "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}],
+               "containerStatuses": [app(json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": STARTED, "finishedAt": STARTED}}))]}),
+    ];
+    for t in &targets {
+        let pod = new_pod(t, "reported", "OnFailure").await;
+        // The scheduler's condition, which the kubelet keeps.
+        let scheduled =
+            json!({"status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}});
+        Api::<Pod>::namespaced(t.admin.clone(), "default")
+            .patch_status(
+                "reported",
+                &PatchParams::default(),
+                &Patch::Strategic(scheduled),
+            )
+            .await
+            .expect("PodScheduled");
+        let reporter =
+            ApiServerReporter::new(NodeClient::from_client(t.node.clone(), NODE, t.name));
+        for (i, step) in steps.iter().enumerate() {
+            reporter
+                .update_pod_status(&pod, &pod_status(step.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{}: step {i}: {e}", t.name));
+            let stored = Api::<Pod>::namespaced(t.admin.clone(), "default")
+                .get("reported")
+                .await
+                .expect("get pod");
+            // Conditions in any order: the server places those it merges as it sees fit.
+            let by_type = |mut v: Value| {
+                if let Some(cs) = v["conditions"].as_array_mut() {
+                    cs.sort_by_key(|c| c["type"].as_str().unwrap_or("").to_string());
+                }
+                v
+            };
+            let mut expected = decoded(step.clone());
+            let conditions = expected["conditions"].as_array_mut().unwrap();
+            conditions.push(json!({"type": "PodScheduled", "status": "True"}));
+            assert_eq!(
+                by_type(status_value(&stored)),
+                by_type(expected),
+                "{}: step {i}",
+                t.name
+            );
+        }
+
+        // Node status: first report, a changed address, a condition someone else owns.
+        let node_status = |ip: &str, ready: &str| {
+            serde_json::from_value::<k8s_openapi::api::core::v1::NodeStatus>(json!({
+                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": NODE}],
+                "capacity": {"pods": "110", "cpu": "2"},
+                "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady"}],
+                "volumesInUse": ["kubernetes.io/csi/a"],
+            }))
+            .unwrap()
+        };
+        reporter
+            .update_node_status(NODE, &node_status("10.0.0.5", "False"))
+            .await
+            .unwrap();
+        let network =
+            json!({"status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}]}});
+        Api::<Node>::all(t.admin.clone())
+            .patch_status(NODE, &PatchParams::default(), &Patch::Strategic(network))
+            .await
+            .expect("NetworkUnavailable");
+        let mut later = node_status("10.0.0.6", "True");
+        later.volumes_in_use = None;
+        // A stale base (the reporter last saw the node before NetworkUnavailable) still
+        // leaves the other writer's condition.
+        reporter.update_node_status(NODE, &later).await.unwrap();
+        let node = Api::<Node>::all(t.admin.clone())
+            .get(NODE)
+            .await
+            .expect("get node");
+        let status = decoded(serde_json::to_value(node.status.unwrap()).unwrap());
+        assert_eq!(
+            status["addresses"],
+            json!([{"type": "InternalIP", "address": "10.0.0.6"}, {"type": "Hostname", "address": NODE}]),
+            "{}",
+            t.name
+        );
+        let types: Vec<&str> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert!(
+            types.contains(&"NetworkUnavailable") && types.contains(&"Ready"),
+            "{}: {types:?}",
+            t.name
+        );
+        assert_eq!(status.get("volumesInUse"), None, "{}", t.name);
+    }
+}
+
+/// The patch metadata this crate ships is the real server's: what `/openapi/v2` declares
+/// for every field, trimmed the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_patch_schema_is_the_servers() {
+    use kubelet_core::strategic_merge::PatchSchema;
+
+    let (_fake, real, targets) = targets().await;
+    let Some(_real) = real else {
+        eprintln!("skipped: the schema is checked against a real kube-apiserver only");
+        return;
+    };
+    let admin = &targets[1].admin;
+    let request = http::Request::get("/openapi/v2").body(Vec::new()).unwrap();
+    let text = admin.request_text(request).await.expect("GET /openapi/v2");
+    let doc: Value = serde_json::from_str(&text).expect("OpenAPI JSON");
+    let builtin = PatchSchema::builtin();
+    let live = PatchSchema::from_openapi_v2(&doc, &builtin.source);
+    assert_eq!(live.kinds, builtin.kinds);
+    for (name, fields) in &builtin.types {
+        assert_eq!(live.types.get(name), Some(fields), "{name}");
+    }
+    assert_eq!(live.types.len(), builtin.types.len());
+}
