@@ -650,19 +650,30 @@ async fn ensure_configmap(cluster: &Cluster, name: &str, data: &[(&str, &str)]) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_account_and_config_map_volumes_are_mounted() {
+async fn service_account_config_map_and_secret_volumes_are_mounted() {
     let Some(cluster) = start_cluster(&[]).await else {
         return;
     };
     ensure_configmap(&cluster, "kube-root-ca.crt", &[("ca.crt", "a test CA")]).await;
     ensure_configmap(&cluster, "settings", &[("greeting", "hello")]).await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "creds", "namespace": "default"},
+        "stringData": {"password": "s3cret"},
+    }))
+    .expect("Secret JSON");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.kube.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
     // The volume ServiceAccount admission adds to every pod, as it writes it, plus a
-    // configMap volume; the container checks what it sees and exits 0 only if all is there.
+    // configMap and a secret volume; the container checks what it sees and exits 0 only if
+    // all is there.
     let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     let script = format!(
         "test -s {sa_dir}/token && test -s {sa_dir}/ca.crt && \
          test \"$(cat {sa_dir}/namespace)\" = default && \
-         test \"$(cat /etc/settings/greeting)\" = hello && echo all-there"
+         test \"$(cat /etc/settings/greeting)\" = hello && \
+         test \"$(cat /etc/creds/password)\" = s3cret && echo all-there"
     );
     let mut pod = api_pod("reader", "Never", 1, &[("app", &script)]);
     let spec = serde_json::json!({
@@ -674,7 +685,8 @@ async fn service_account_and_config_map_volumes_are_mounted() {
                 {"downwardAPI": {"items": [{"path": "namespace",
                     "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
             ]}},
-            {"name": "settings", "configMap": {"name": "settings"}}
+            {"name": "settings", "configMap": {"name": "settings"}},
+            {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 256}}
         ],
     });
     let extra: k8s_openapi::api::core::v1::PodSpec =
@@ -685,7 +697,8 @@ async fn service_account_and_config_map_volumes_are_mounted() {
     pod_spec.containers[0].volume_mounts = Some(
         serde_json::from_value(serde_json::json!([
             {"name": "kube-api-access-test", "mountPath": sa_dir, "readOnly": true},
-            {"name": "settings", "mountPath": "/etc/settings"}
+            {"name": "settings", "mountPath": "/etc/settings"},
+            {"name": "creds", "mountPath": "/etc/creds", "readOnly": true}
         ]))
         .expect("mounts JSON"),
     );

@@ -352,6 +352,15 @@ async fn patches_are_stored_and_refused_as_kube_apiserver_does() {
     .await;
     assert_eq!(out[1].stored()["phase"], "Running");
 
+    // What kube-apiserver v1.28 does not check, so neither does the fake: a container status
+    // for no container of the spec, a negative restart count, an unknown phase.
+    let out = case(t, "unchecked", "Always", &[json!({"status": {
+        "phase": "Bogus",
+        "containerStatuses": [{"name": "nope", "image": "i", "imageID": "", "ready": false, "restartCount": -1}],
+    }})])
+    .await;
+    assert_eq!(out[0].stored()["containerStatuses"][0]["name"], "nope");
+
     // Patches the merge itself refuses: the bare message, code 500, no reason.
     let out = case(
         t,

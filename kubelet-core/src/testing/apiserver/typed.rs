@@ -2,7 +2,8 @@
 //! every write into its Go type: unknown fields are dropped, a value of the wrong JSON type
 //! is refused, and required fields missing from a list item come back as zero values (a
 //! `{"$patch": "replace"}` element of an atomic list becomes an entry with empty name), and
-//! empty lists are left out as Go's `omitempty` leaves them out.
+//! empty lists are left out as Go's `omitempty` leaves them out. A Secret's `stringData`
+//! becomes `data`, as the Secret registry does.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Secret, ServiceAccount};
@@ -37,10 +38,32 @@ pub(crate) fn normalize(info: &ResourceInfo, obj: Value) -> Result<Value, String
         "nodes" => through::<Node>(obj),
         "namespaces" => through::<Namespace>(obj),
         "configmaps" => through::<ConfigMap>(obj),
-        "secrets" => through::<Secret>(obj),
+        "secrets" => through::<Secret>(obj).map(string_data_into_data),
         "serviceaccounts" => through::<ServiceAccount>(obj),
         "leases" => through::<Lease>(obj),
         "events" => through::<Event>(obj),
         _ => Ok(obj),
     }
+}
+
+/// A Secret's `stringData` is merged into `data` on write (its keys win) and never stored.
+fn string_data_into_data(mut secret: Value) -> Value {
+    use base64::Engine;
+    let Some(m) = secret.as_object_mut() else {
+        return secret;
+    };
+    let Some(Value::Object(strings)) = m.remove("stringData") else {
+        return secret;
+    };
+    let data = m
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(k, Value::String(encoded));
+        }
+    }
+    secret
 }
