@@ -117,6 +117,27 @@ impl<R: Runtime> Runtime for TimedRuntime<R> {
         self.timed("RemoveImage", self.inner.remove_image(image))
             .await
     }
+    async fn exec_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        opts: StreamOptions,
+    ) -> RuntimeResult<String> {
+        self.timed("Exec", self.inner.exec_stream(id, cmd, opts))
+            .await
+    }
+    async fn attach_stream(&self, id: &str, opts: StreamOptions) -> RuntimeResult<String> {
+        self.timed("Attach", self.inner.attach_stream(id, opts))
+            .await
+    }
+    async fn port_forward_stream(&self, id: &str, ports: &[i32]) -> RuntimeResult<String> {
+        self.timed("PortForward", self.inner.port_forward_stream(id, ports))
+            .await
+    }
+    async fn reopen_container_log(&self, id: &str) -> RuntimeResult<()> {
+        self.timed("ReopenContainerLog", self.inner.reopen_container_log(id))
+            .await
+    }
     async fn exec_sync(
         &self,
         id: &str,

@@ -26,6 +26,8 @@ pub struct Cluster {
     /// configMap, secret, downwardAPI and projected volumes (the service account token
     /// volume admission adds to every pod), from the objects the node may read.
     pub volumes: ApiObjectVolumePlugin,
+    /// The node's client, for the kubelet server's TokenReviews and SubjectAccessReviews.
+    pub client: kube::Client,
 }
 
 impl Cluster {
@@ -63,6 +65,7 @@ impl Cluster {
         );
         let fetcher = Arc::new(PodObjectFetcher::new(client.clone()));
         Ok(Self {
+            client: client.client().clone(),
             volumes: ApiObjectVolumePlugin::new(fetcher),
             source: ApiServerSource::new(client),
             reporter,

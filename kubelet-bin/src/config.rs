@@ -59,11 +59,7 @@ pub const DEFAULT_NODE_LEASE_DURATION_SECONDS: u32 = 40;
 /// Setting one is an error rather than a silent no-op.
 const UNSUPPORTED_FIELDS: &[&str] = &[
     "allowedUnsafeSysctls",
-    "authentication",
-    "authorization",
     "configMapAndSecretChangeDetectionStrategy",
-    "containerLogMaxFiles",
-    "containerLogMaxSize",
     "containerLogMaxWorkers",
     "containerLogMonitorInterval",
     "contentType",
@@ -146,10 +142,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "systemCgroups",
     "systemReserved",
     "systemReservedCgroup",
-    "tlsCertFile",
-    "tlsCipherSuites",
-    "tlsMinVersion",
-    "tlsPrivateKeyFile",
     "topologyManagerPolicy",
     "topologyManagerPolicyOptions",
     "topologyManagerScope",
@@ -326,6 +318,118 @@ pub struct KubeletConfigurationFile {
     /// Duration of the node's Lease, in seconds.
     #[serde(rename = "nodeLeaseDurationSeconds")]
     pub node_lease_duration_seconds: Option<i32>,
+    /// Size at which container logs are rotated (a quantity).
+    #[serde(rename = "containerLogMaxSize")]
+    pub container_log_max_size: Option<String>,
+    /// Most log files kept per container.
+    #[serde(rename = "containerLogMaxFiles")]
+    pub container_log_max_files: Option<i32>,
+    /// Serving certificate of the kubelet server (PEM).
+    #[serde(rename = "tlsCertFile")]
+    pub tls_cert_file: Option<String>,
+    /// Its private key (PEM).
+    #[serde(rename = "tlsPrivateKeyFile")]
+    pub tls_private_key_file: Option<String>,
+    /// Minimum TLS version (`VersionTLS12`, `VersionTLS13`).
+    #[serde(rename = "tlsMinVersion")]
+    pub tls_min_version: Option<String>,
+    /// Cipher suites (IANA names).
+    #[serde(rename = "tlsCipherSuites")]
+    pub tls_cipher_suites: Option<Vec<String>>,
+    /// How requests to the kubelet server are authenticated.
+    pub authentication: Option<AuthenticationFile>,
+    /// How requests to the kubelet server are authorized.
+    pub authorization: Option<AuthorizationFile>,
+}
+
+/// `authentication` of the KubeletConfiguration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationFile {
+    /// `x509`.
+    pub x509: Option<X509File>,
+    /// `webhook`.
+    pub webhook: Option<AuthnWebhookFile>,
+    /// `anonymous`.
+    pub anonymous: Option<AnonymousFile>,
+}
+
+/// `authentication.x509`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X509File {
+    /// CA bundle that client certificates must chain to.
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<String>,
+}
+
+/// `authentication.webhook`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthnWebhookFile {
+    /// Check bearer tokens with TokenReviews.
+    pub enabled: Option<bool>,
+    /// How long answers are cached.
+    #[serde(rename = "cacheTTL")]
+    pub cache_ttl: Option<String>,
+}
+
+/// `authentication.anonymous`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousFile {
+    /// Let requests without credentials in as `system:anonymous`.
+    pub enabled: Option<bool>,
+}
+
+/// `authorization` of the KubeletConfiguration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationFile {
+    /// `AlwaysAllow` or `Webhook`.
+    pub mode: Option<String>,
+    /// `webhook`.
+    pub webhook: Option<AuthzWebhookFile>,
+}
+
+/// `authorization.webhook`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzWebhookFile {
+    /// How long allowed answers are cached.
+    #[serde(rename = "cacheAuthorizedTTL")]
+    pub cache_authorized_ttl: Option<String>,
+    /// How long denied answers are cached.
+    #[serde(rename = "cacheUnauthorizedTTL")]
+    pub cache_unauthorized_ttl: Option<String>,
+}
+
+/// How the kubelet server authorizes requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// Every authenticated request is allowed.
+    AlwaysAllow,
+    /// SubjectAccessReviews to the API server.
+    Webhook,
+}
+
+/// The kubelet server's authentication and authorization settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerAuth {
+    /// CA bundle for client certificates (`clientCAFile`).
+    pub client_ca_file: Option<PathBuf>,
+    /// Requests without credentials are `system:anonymous`.
+    pub anonymous: bool,
+    /// Bearer tokens are checked by TokenReviews.
+    pub token_webhook: bool,
+    /// TokenReview answers are cached this long.
+    pub token_webhook_cache_ttl: Duration,
+    /// The authorization mode.
+    pub mode: AuthorizationMode,
+    /// Allowed SubjectAccessReview answers are cached this long.
+    pub cache_authorized_ttl: Duration,
+    /// Denied SubjectAccessReview answers are cached this long.
+    pub cache_unauthorized_ttl: Duration,
 }
 
 /// A config file as read: its path and its fields.
@@ -501,8 +605,25 @@ pub struct Settings {
     pub register_with_taints: Vec<Taint>,
     /// Duration of the node's Lease.
     pub node_lease_duration_seconds: u32,
+    /// Size in bytes at which container logs are rotated (negative: never).
+    pub container_log_max_size: i64,
+    /// Most log files kept per container, the current one included (at least 2).
+    pub container_log_max_files: u32,
+    /// Serving certificate and key of the kubelet server (`None`: self-signed under
+    /// `cert_dir`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// See `tls_cert_file`.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Minimum TLS version of the kubelet server.
+    pub tls_min_version: Option<String>,
+    /// Cipher suites of the kubelet server (empty: the TLS stack's defaults).
+    pub tls_cipher_suites: Vec<String>,
+    /// Where the self-signed serving pair is kept (`--cert-dir`, `<root-dir>/pki`).
+    pub cert_dir: PathBuf,
+    /// Authentication and authorization of the kubelet server.
+    pub server_auth: ServerAuth,
     /// Fields given in the file that are accepted and validated but have no effect yet in
-    /// this daemon (no 10250 server, no API server); the daemon warns about them.
+    /// this daemon (no API server); the daemon warns about them.
     pub inert_fields: Vec<&'static str>,
 }
 
@@ -886,10 +1007,89 @@ impl Settings {
             Some(p) => port(p, false, file_origin("port"))?,
             None => DEFAULT_PORT,
         };
-        let read_only_port = match f.read_only_port {
-            Some(p) => port(p, true, file_origin("readOnlyPort"))?,
-            None => 0,
+        let address = match &flags.address {
+            Some(a) => parse_ip(a, Origin::Flag("--address"))?,
+            None => address,
         };
+        let port_value = match flags.port {
+            Some(p) => port(p, false, Origin::Flag("--port"))?,
+            None => port_value,
+        };
+        // Off unless set: the reference's flag default (without --config) is 10255, its
+        // config file default 0; an unauthenticated port stays opt-in here.
+        let read_only_port = match (flags.read_only_port, f.read_only_port) {
+            (Some(p), _) => port(p, true, Origin::Flag("--read-only-port"))?,
+            (None, Some(p)) => port(p, true, file_origin("readOnlyPort"))?,
+            (None, None) => 0,
+        };
+        let container_log_max_size = match pick(
+            flags.container_log_max_size.clone(),
+            "--container-log-max-size",
+            f.container_log_max_size.clone(),
+            "containerLogMaxSize",
+            &file_origin,
+        ) {
+            Some((text, origin)) => {
+                let quantity =
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.clone());
+                kubelet_core::quantity::parse_units(&quantity).map_err(|_| {
+                    ConfigError::Invalid {
+                        origin,
+                        message: format!("{text:?} must be a valid quantity, such as 10Mi"),
+                    }
+                })?
+            }
+            None => kubelet_core::logs::rotation::DEFAULT_MAX_SIZE,
+        };
+        let container_log_max_files = match pick(
+            flags.container_log_max_files,
+            "--container-log-max-files",
+            f.container_log_max_files,
+            "containerLogMaxFiles",
+            &file_origin,
+        ) {
+            // The reference's validation: the current file and one rotated at the least.
+            Some((n, origin)) => {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 2)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        origin,
+                        message: format!("{n} must be equal to or greater than 2"),
+                    })?
+            }
+            None => kubelet_core::logs::rotation::DEFAULT_MAX_FILES,
+        };
+        let path_of = |flag: &Option<PathBuf>, file_value: &Option<String>| {
+            flag.clone()
+                .or_else(|| file_value.clone().map(PathBuf::from))
+                .filter(|p| !p.as_os_str().is_empty())
+        };
+        let tls_cert_file = path_of(&flags.tls_cert_file, &f.tls_cert_file);
+        let tls_private_key_file = path_of(&flags.tls_private_key_file, &f.tls_private_key_file);
+        if tls_cert_file.is_some() != tls_private_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Flag("--tls-cert-file"),
+                message: "--tls-cert-file (tlsCertFile) and --tls-private-key-file \
+                          (tlsPrivateKeyFile) must be given together"
+                    .to_string(),
+            });
+        }
+        let tls_min_version = flags
+            .tls_min_version
+            .clone()
+            .or_else(|| f.tls_min_version.clone())
+            .filter(|v| !v.is_empty());
+        let tls_cipher_suites = if flags.tls_cipher_suites.is_empty() {
+            f.tls_cipher_suites.clone().unwrap_or_default()
+        } else {
+            flags.tls_cipher_suites.clone()
+        };
+        let cert_dir = flags
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| root_dir.join("pki"));
+        let server_auth = server_auth(flags, file, f, &file_origin)?;
 
         Ok(Self {
             node_name,
@@ -920,10 +1120,15 @@ impl Settings {
             node_labels,
             register_with_taints,
             node_lease_duration_seconds,
+            container_log_max_size,
+            container_log_max_files,
+            tls_cert_file,
+            tls_private_key_file,
+            tls_min_version,
+            tls_cipher_suites,
+            cert_dir,
+            server_auth,
             inert_fields: [
-                ("address", f.address.is_some()),
-                ("port", f.port.is_some()),
-                ("readOnlyPort", f.read_only_port.is_some()),
                 // Node settings only matter with an API server to report to.
                 ("maxPods", standalone && f.max_pods.is_some()),
                 (
@@ -958,6 +1163,126 @@ impl Settings {
             format!("{}/kubepods", self.cgroup_root.trim_end_matches('/'))
         }
     }
+}
+
+/// Authentication and authorization of the kubelet server. Defaults as the reference's: with
+/// a config file, the v1beta1 defaults (anonymous off, token webhook on, `Webhook`
+/// authorization); without one, the flags' legacy defaults (anonymous on, token webhook off,
+/// `AlwaysAllow`). Webhooks need the API server: standalone (no --kubeconfig), a webhook that
+/// is only defaulted is turned off with a warning, one asked for explicitly is an error.
+fn server_auth(
+    flags: &Flags,
+    file: Option<&ConfigFile>,
+    f: &KubeletConfigurationFile,
+    file_origin: &dyn Fn(&str) -> Origin,
+) -> Result<ServerAuth, ConfigError> {
+    let authn = f.authentication.clone().unwrap_or_default();
+    let authz = f.authorization.clone().unwrap_or_default();
+    let authn_webhook = authn.webhook.clone().unwrap_or_default();
+    let authz_webhook = authz.webhook.clone().unwrap_or_default();
+    let with_file = file.is_some();
+    let standalone = flags.kubeconfig.is_none();
+
+    let duration_of = |flag: Option<Duration>,
+                       text: &Option<String>,
+                       field: &'static str,
+                       default: Duration|
+     -> Result<Duration, ConfigError> {
+        match (flag, text) {
+            (Some(d), _) => Ok(d),
+            (None, Some(t)) => parse_duration(t).map_err(|e| ConfigError::Invalid {
+                origin: file_origin(field),
+                message: e.to_string(),
+            }),
+            (None, None) => Ok(default),
+        }
+    };
+
+    let client_ca_file = flags
+        .client_ca_file
+        .clone()
+        .or_else(|| authn.x509.and_then(|x| x.client_ca_file).map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    let anonymous = flags
+        .anonymous_auth
+        .or(authn.anonymous.and_then(|a| a.enabled))
+        .unwrap_or(!with_file);
+    let token_explicit = flags.authentication_token_webhook.or(authn_webhook.enabled);
+    let mut token_webhook = token_explicit.unwrap_or(with_file);
+    let mode_text = flags.authorization_mode.clone().or(authz.mode.clone());
+    let mut mode = match mode_text.as_deref() {
+        None => {
+            if with_file {
+                AuthorizationMode::Webhook
+            } else {
+                AuthorizationMode::AlwaysAllow
+            }
+        }
+        Some("AlwaysAllow") => AuthorizationMode::AlwaysAllow,
+        Some("Webhook") => AuthorizationMode::Webhook,
+        Some(other) => {
+            let origin = if flags.authorization_mode.is_some() {
+                Origin::Flag("--authorization-mode")
+            } else {
+                file_origin("authorization.mode")
+            };
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!("{other:?} is not one of AlwaysAllow, Webhook"),
+            });
+        }
+    };
+    if standalone && token_webhook {
+        if token_explicit == Some(true) {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Flag("--authentication-token-webhook"),
+                message: "webhook token authentication needs the API server (--kubeconfig)"
+                    .to_string(),
+            });
+        }
+        tracing::warn!(
+            "no API server (--kubeconfig): webhook token authentication, on by default with \
+             a config file, is off"
+        );
+        token_webhook = false;
+    }
+    if standalone && mode == AuthorizationMode::Webhook {
+        if mode_text.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Flag("--authorization-mode"),
+                message: "Webhook authorization needs the API server (--kubeconfig)".to_string(),
+            });
+        }
+        tracing::warn!(
+            "no API server (--kubeconfig): Webhook authorization, the default with a config \
+             file, falls back to AlwaysAllow"
+        );
+        mode = AuthorizationMode::AlwaysAllow;
+    }
+    Ok(ServerAuth {
+        client_ca_file,
+        anonymous,
+        token_webhook,
+        token_webhook_cache_ttl: duration_of(
+            flags.authentication_token_webhook_cache_ttl,
+            &authn_webhook.cache_ttl,
+            "authentication.webhook.cacheTTL",
+            Duration::from_secs(120),
+        )?,
+        mode,
+        cache_authorized_ttl: duration_of(
+            flags.authorization_webhook_cache_authorized_ttl,
+            &authz_webhook.cache_authorized_ttl,
+            "authorization.webhook.cacheAuthorizedTTL",
+            Duration::from_secs(300),
+        )?,
+        cache_unauthorized_ttl: duration_of(
+            flags.authorization_webhook_cache_unauthorized_ttl,
+            &authz_webhook.cache_unauthorized_ttl,
+            "authorization.webhook.cacheUnauthorizedTTL",
+            Duration::from_secs(30),
+        )?,
+    })
 }
 
 /// The node name as the reference derives it: the override if given, else the machine's

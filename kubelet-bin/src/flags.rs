@@ -133,6 +133,109 @@ pub struct Flags {
         default_missing_value = "true"
     )]
     pub register_node: Option<bool>,
+
+    /// Address of the kubelet server (config: address) [default: 0.0.0.0].
+    #[arg(long = "address", value_name = "IP")]
+    pub address: Option<String>,
+
+    /// Port of the kubelet server, HTTPS (config: port) [default: 10250].
+    #[arg(long = "port", value_name = "PORT")]
+    pub port: Option<i32>,
+
+    /// Port of the read-only server, plain HTTP without authentication; 0 disables it
+    /// (config: readOnlyPort) [default: 0].
+    #[arg(long = "read-only-port", value_name = "PORT")]
+    pub read_only_port: Option<i32>,
+
+    /// Size at which a container's log file is rotated, a quantity such as 10Mi; negative
+    /// turns rotation off (config: containerLogMaxSize) [default: 10Mi].
+    #[arg(
+        long = "container-log-max-size",
+        value_name = "QUANTITY",
+        allow_hyphen_values = true
+    )]
+    pub container_log_max_size: Option<String>,
+
+    /// Most log files kept per container, the current one included, at least 2 (config:
+    /// containerLogMaxFiles) [default: 5].
+    #[arg(
+        long = "container-log-max-files",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub container_log_max_files: Option<i32>,
+
+    /// Serving certificate of the kubelet server, PEM, leaf first (config: tlsCertFile).
+    /// Without it a self-signed one is kept in --cert-dir.
+    #[arg(long = "tls-cert-file", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key of --tls-cert-file (config: tlsPrivateKeyFile).
+    #[arg(long = "tls-private-key-file", value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// Minimum TLS version: VersionTLS12 or VersionTLS13 (config: tlsMinVersion).
+    #[arg(long = "tls-min-version", value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+
+    /// TLS 1.2 cipher suites, IANA names, comma separated (config: tlsCipherSuites).
+    #[arg(
+        long = "tls-cipher-suites",
+        value_name = "NAME,...",
+        value_delimiter = ','
+    )]
+    pub tls_cipher_suites: Vec<String>,
+
+    /// Where the self-signed serving certificate is kept [default: <root-dir>/pki].
+    #[arg(long = "cert-dir", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// CA bundle that client certificates must chain to; user = CN, groups = O (config:
+    /// authentication.x509.clientCAFile).
+    #[arg(long = "client-ca-file", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Let requests without credentials in as system:anonymous (config:
+    /// authentication.anonymous.enabled) [default: true without --config, false with].
+    #[arg(
+        long = "anonymous-auth",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub anonymous_auth: Option<bool>,
+
+    /// Check bearer tokens with TokenReviews to the API server (config:
+    /// authentication.webhook.enabled) [default: false without --config, true with].
+    #[arg(
+        long = "authentication-token-webhook",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub authentication_token_webhook: Option<bool>,
+
+    /// How long TokenReview answers are cached (config: authentication.webhook.cacheTTL)
+    /// [default: 2m].
+    #[arg(long = "authentication-token-webhook-cache-ttl", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub authentication_token_webhook_cache_ttl: Option<Duration>,
+
+    /// AlwaysAllow or Webhook (SubjectAccessReviews to the API server) (config:
+    /// authorization.mode) [default: AlwaysAllow without --config, Webhook with].
+    #[arg(long = "authorization-mode", value_name = "MODE")]
+    pub authorization_mode: Option<String>,
+
+    /// How long allowed SubjectAccessReview answers are cached (config:
+    /// authorization.webhook.cacheAuthorizedTTL) [default: 5m].
+    #[arg(long = "authorization-webhook-cache-authorized-ttl", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub authorization_webhook_cache_authorized_ttl: Option<Duration>,
+
+    /// How long denied SubjectAccessReview answers are cached (config:
+    /// authorization.webhook.cacheUnauthorizedTTL) [default: 30s].
+    #[arg(long = "authorization-webhook-cache-unauthorized-ttl", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<Duration>,
 }
 
 /// One `--node-labels` value.

@@ -5,10 +5,9 @@
 //! - `GET /pods`: the pods on this node with their current status, as a `v1` `PodList`.
 //!
 //! The reference serves `/pods` on its main server (port 10250, authenticated, TLS) and on the
-//! read-only port (10255), not on the healthz port. This kubelet has neither server yet, so the
-//! healthz listener serves `/pods` too; it binds to localhost by default, which keeps the pod
-//! list as private as the reference's authenticated port does. Moving `/pods` to a real 10250
-//! server is future work.
+//! read-only port, not on the healthz port. This kubelet serves those too
+//! (`kubelet_core::server`), and keeps `/pods` on the healthz listener for the tools that read
+//! it there; it binds to localhost by default, which keeps the pod list private.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,14 +1,23 @@
 //! One wiring from [`Settings`] to a running kubelet: the CRI runtime, the runtime-managed
-//! network, the log reporter, the static pod sources, the healthz server, and shutdown on
+//! network, the log reporter, the static pod sources, the healthz server, the kubelet server
+//! (HTTPS on `address:port`) and the read-only port, container log rotation, and shutdown on
 //! SIGINT/SIGTERM.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use kubelet_core::log_reporter::LogReporter;
+use kubelet_core::logs::ContainerLogManager;
 use kubelet_core::reconciler::spec::SpecSettings;
+use kubelet_core::server::authn::Authenticator;
+use kubelet_core::server::{
+    AlwaysAllow, Auth, Authorizer, Handles, KubeletServer, ReadOnlyServer, ServerConfig,
+    TlsOptions, WebhookAuthorizer, WebhookTokenAuthenticator,
+};
 use kubelet_core::sources::{ManifestUrlSource, StaticDirSource};
-use kubelet_core::{Kubelet, KubeletConfig, KubeletError, PodSource, RuntimeManagedNetwork};
+use kubelet_core::{
+    Kubelet, KubeletConfig, KubeletError, PodSource, Runtime, RuntimeManagedNetwork,
+};
 use kubelet_cri::{CriError, CriOptions, CriRuntime};
 use thiserror::Error;
 use tokio::sync::watch;
@@ -53,9 +62,15 @@ pub enum WiringError {
     /// The healthz server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The kubelet server (10250) or the read-only port failed, or its settings are unusable.
+    #[error(transparent)]
+    KubeletServer(#[from] kubelet_core::server::ServerError),
     /// The reconciler failed.
     #[error(transparent)]
     Kubelet(#[from] KubeletError),
+    /// Container log rotation settings are unusable.
+    #[error("container log rotation: {0}")]
+    LogRotation(#[from] kubelet_core::logs::RotationError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -143,6 +158,67 @@ pub struct Assembled {
     pub kubelet: Kubelet,
     /// Background tasks of the backends (the API-server reporter's resync).
     pub background: Vec<tokio::task::JoinHandle<()>>,
+    /// The runtime the kubelet drives (the kubelet server reads it too).
+    pub runtime: Arc<dyn Runtime>,
+    /// The node's API-server client, when there is one (the server's webhooks use it).
+    pub client: Option<kube::Client>,
+    /// The node's IPs (the self-signed serving certificate names them).
+    pub node_ips: Vec<IpAddr>,
+}
+
+/// The kubelet server's authentication and authorization from the settings.
+pub fn server_auth(
+    settings: &Settings,
+    client: Option<&kube::Client>,
+) -> Result<Auth, WiringError> {
+    let a = &settings.server_auth;
+    let mut authenticator = Authenticator::new().anonymous(a.anonymous);
+    if let Some(ca) = &a.client_ca_file {
+        let roots = kubelet_core::server::tls::read_ca_bundle(ca)?;
+        authenticator = authenticator.client_ca(roots)?;
+    }
+    // Settings::resolve turns the webhooks off (or refuses them) without an API server.
+    if a.token_webhook
+        && let Some(client) = client
+    {
+        authenticator = authenticator.token(Arc::new(WebhookTokenAuthenticator::new(
+            client.clone(),
+            a.token_webhook_cache_ttl,
+        )));
+    }
+    let authorizer: Arc<dyn Authorizer> = match (a.mode, client) {
+        (crate::config::AuthorizationMode::Webhook, Some(client)) => {
+            Arc::new(WebhookAuthorizer::new(
+                client.clone(),
+                a.cache_authorized_ttl,
+                a.cache_unauthorized_ttl,
+            ))
+        }
+        _ => Arc::new(AlwaysAllow),
+    };
+    Ok(Auth {
+        authenticator,
+        authorizer,
+    })
+}
+
+/// The kubelet server's listen address, TLS settings and directories from the settings.
+pub fn server_config(settings: &Settings, node_ips: &[IpAddr]) -> ServerConfig {
+    let mut config = ServerConfig::new(
+        settings.node_name.clone(),
+        std::net::SocketAddr::new(settings.address, settings.port),
+    );
+    config.tls = TlsOptions {
+        cert_file: settings.tls_cert_file.clone(),
+        key_file: settings.tls_private_key_file.clone(),
+        cert_dir: settings.cert_dir.clone(),
+        hostname: settings.node_name.clone(),
+        node_ips: node_ips.to_vec(),
+        min_version: settings.tls_min_version.clone(),
+        cipher_suites: settings.tls_cipher_suites.clone(),
+    };
+    config.pod_logs_root = settings.pod_logs_dir.clone();
+    config
 }
 
 /// Assemble the kubelet from the settings: connects to the runtime, and with `--kubeconfig`
@@ -173,18 +249,20 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         }
         None => None,
     };
-    let runtime = connect_runtime(settings).await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(connect_runtime(settings).await?);
     // Read once: the reconciler's resource defaults and the node status both use it.
     let machine = crate::machine::read(&settings.root_dir);
     let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone(), &machine))
-        .runtime(Arc::new(runtime))
+        .runtime(runtime.clone())
         .network(Arc::new(RuntimeManagedNetwork));
     for source in sources(settings)? {
         builder = builder.source(source);
     }
     let mut background = Vec::new();
+    let mut client = None;
     match cluster {
         Some(cluster) => {
+            client = Some(cluster.client.clone());
             background.push(cluster.spawn_background());
             builder = builder
                 .volume_plugin(Arc::new(cluster.volumes))
@@ -197,7 +275,23 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     Ok(Assembled {
         kubelet: builder.build()?,
         background,
+        runtime,
+        client,
+        node_ips,
     })
+}
+
+/// The container log manager over the CRI runtime, rotating at `containerLogMaxSize` and
+/// keeping `containerLogMaxFiles` files a container.
+pub fn log_manager(
+    settings: &Settings,
+    runtime: Arc<dyn Runtime>,
+) -> Result<ContainerLogManager, WiringError> {
+    Ok(ContainerLogManager::new(
+        runtime,
+        settings.container_log_max_size,
+        settings.container_log_max_files,
+    )?)
 }
 
 /// Aborts the tasks when the daemon's run ends, however it ends.
@@ -209,6 +303,20 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
+}
+
+/// Runs a kubelet server; a failure is logged (the pods keep running without it).
+fn spawn_server(
+    what: &'static str,
+    serving: impl std::future::Future<Output = Result<(), kubelet_core::server::ServerError>>
+    + Send
+    + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = serving.await {
+            tracing::error!(server = what, error = %e, "server stopped with an error");
+        }
+    })
 }
 
 /// Resolves once the shutdown flag is raised.
@@ -241,8 +349,50 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
 
     let Assembled {
         kubelet,
-        background,
+        mut background,
+        runtime,
+        client,
+        node_ips,
     } = build(&settings).await?;
+    // Log rotation runs beside the kubelet (the runtime is always CRI here, whose
+    // ReopenContainerLog it needs), stopping at shutdown between two passes.
+    let rotation = Arc::new(log_manager(&settings, runtime.clone())?);
+    background.push(tokio::spawn(
+        rotation.run(shutdown_signal(receiver.clone())),
+    ));
+    // The kubelet server and the read-only port: bound before the kubelet runs, so that a
+    // taken port or unusable TLS files stop the daemon at start with the reason.
+    let handles = Handles {
+        kubelet: kubelet.handle(),
+        runtime,
+    };
+    let config = server_config(&settings, &node_ips);
+    // The client CA's subjects go out as hints in the certificate request, as Go's server
+    // sends them: Go clients only offer a certificate that one of them issued.
+    let hints = match &settings.server_auth.client_ca_file {
+        Some(ca) => Some(kubelet_core::server::tls::read_ca_bundle(ca)?),
+        None => None,
+    };
+    let tls = kubelet_core::server::tls::server_config(&config.tls, hints.as_ref())?;
+    let secure = KubeletServer::bind_with_tls(
+        config,
+        tls,
+        server_auth(&settings, client.as_ref())?,
+        handles.clone(),
+    )
+    .await?;
+    background.push(spawn_server(
+        "kubelet server",
+        secure.serve(shutdown_signal(receiver.clone())),
+    ));
+    if settings.read_only_port != 0 {
+        let addr = std::net::SocketAddr::new(settings.address, settings.read_only_port);
+        let read_only = ReadOnlyServer::bind(addr, handles).await?;
+        background.push(spawn_server(
+            "read-only server",
+            read_only.serve(shutdown_signal(receiver.clone())),
+        ));
+    }
     let _background = AbortOnDrop(background);
     let server = match settings.healthz {
         Some(addr) => Some(Server::bind(addr, kubelet.handle()).await?),

@@ -814,3 +814,174 @@ async fn readiness_follows_the_probe_and_a_killed_container_restarts_with_its_la
     cluster.delete_pod("probed", None).await;
     cluster.wait_pod_gone("probed").await;
 }
+
+/// A cluster on the envtest API server whose kubelet the API server can reach (`None`, said,
+/// on any other server: the fake does not proxy to kubelets): the kubelet trusts the cluster
+/// CA for client certificates and listens on every address, since the API server's node
+/// proxy refuses loopback addresses and reaches the node on its InternalIP (detected from the
+/// default route). The directory holds the CA file.
+async fn start_reachable_cluster() -> Option<(Cluster, tempfile::TempDir)> {
+    let server = TestApiServer::from_env()
+        .await
+        .expect("API server for the test");
+    let ca_dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = ca_dir.path().join("client-ca.crt");
+    match &server {
+        TestApiServer::Envtest(env) => std::fs::write(&ca_file, env.ca_pem()).expect("write CA"),
+        _ => {
+            eprintln!("SKIPPED: needs the envtest API server (KUBELET_TEST_ASSETS)");
+            return None;
+        }
+    }
+    let client_ca = format!("--client-ca-file={}", ca_file.display());
+    let cluster = start_cluster_on(server, &[&client_ca, "--address=0.0.0.0"]).await?;
+    Some((cluster, ca_dir))
+}
+
+/// The API server reaches the kubelet's HTTPS server with its own client certificate
+/// (`--kubelet-client-certificate`, `O=system:masters`), as `kubectl logs` and the node proxy
+/// do: the kubelet trusts the cluster CA (`--client-ca-file`) and asks the API server
+/// (SubjectAccessReview) whether that user may; the API server connects to the node's
+/// InternalIP at `daemonEndpoints.kubeletEndpoint.Port`. Needs the envtest API server (the
+/// fake one does not proxy to kubelets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_reaches_the_kubelet_for_node_proxy_and_pod_logs() {
+    let Some((cluster, _ca_dir)) = start_reachable_cluster().await else {
+        return;
+    };
+    let node = cluster.wait_node("Ready", node_ready).await;
+    let port = node
+        .status
+        .and_then(|s| s.daemon_endpoints)
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port);
+    assert_eq!(port, Some(i32::from(cluster.node.server_port)));
+
+    // GET /api/v1/nodes/<node>/proxy/healthz: the API server to the kubelet's /healthz.
+    let request = http::Request::get(format!("/api/v1/nodes/{NODE}/proxy/healthz"))
+        .body(Vec::new())
+        .expect("request");
+    let body = cluster
+        .kube
+        .request_text(request)
+        .await
+        .expect("node proxy to /healthz");
+    assert_eq!(body, "ok");
+
+    // kubectl logs: the container's output through the API server and the kubelet.
+    let script = "echo first line; echo \"from $HOSTNAME\"; trap 'exit 0' TERM; sleep 3600 & wait";
+    cluster
+        .create_pod(&api_pod("logger", "Always", 5, &[("app", script)]))
+        .await;
+    cluster.mark_scheduled("logger").await;
+    cluster
+        .wait_pod("logger", "Running", |p| phase(p) == "Running")
+        .await;
+    let deadline = Instant::now() + DEADLINE;
+    let logs = loop {
+        match cluster.pods().logs("logger", &Default::default()).await {
+            Ok(text) if text.contains("from logger") => break text,
+            result => {
+                assert!(Instant::now() < deadline, "pod logs: {result:?}");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    };
+    assert_eq!(logs, "first line\nfrom logger\n");
+    let tail = cluster
+        .pods()
+        .logs(
+            "logger",
+            &kube::api::LogParams {
+                tail_lines: Some(1),
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tail");
+    assert!(
+        tail.ends_with(" from logger\n") && tail.lines().count() == 1,
+        "{tail:?}"
+    );
+    cluster.delete_pod("logger", Some(0)).await;
+    cluster.wait_pod_gone("logger").await;
+}
+
+/// `kubectl exec` and `kubectl port-forward` as kube-rs does them (WebSocket through the API
+/// server, which carries the upgraded connection to the kubelet's `/exec` and
+/// `/portForward`; the kubelet proxies it to containerd's streaming server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_port_forward_through_the_api_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some((cluster, _ca_dir)) = start_reachable_cluster().await else {
+        return;
+    };
+    let web = "mkdir -p /tmp/www && echo through-the-api-server > /tmp/www/index.html && \
+               httpd -p 8080 -h /tmp/www; trap 'exit 0' TERM; sleep 3600 & wait";
+    cluster
+        .create_pod(&api_pod("shell", "Always", 2, &[("app", web)]))
+        .await;
+    cluster.mark_scheduled("shell").await;
+    cluster
+        .wait_pod("shell", "Running", |p| phase(p) == "Running")
+        .await;
+
+    // exec: stdout, stdin, and the exit status.
+    let params = kube::api::AttachParams::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true);
+    let mut process = cluster
+        .pods()
+        .exec(
+            "shell",
+            ["sh", "-c", "read x; echo got:$x; echo oops >&2; exit 4"],
+            &params,
+        )
+        .await
+        .expect("exec through the API server");
+    let mut stdin = process.stdin().expect("stdin");
+    stdin.write_all(b"hello\n").await.expect("write stdin");
+    let mut stdout = process.stdout().expect("stdout");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.expect("read stdout");
+    assert_eq!(out, "got:hello\n");
+    let status = process
+        .take_status()
+        .expect("status channel")
+        .await
+        .expect("a status");
+    assert_eq!(status.status.as_deref(), Some("Failure"), "{status:?}");
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("NonZeroExitCode"),
+        "{status:?}"
+    );
+    let causes = status.details.and_then(|d| d.causes).unwrap_or_default();
+    assert_eq!(causes[0].message.as_deref(), Some("4"), "{causes:?}");
+    process.join().await.expect("exec session ends");
+
+    // port-forward: the pod's web server on its port.
+    let mut forwarder = cluster
+        .pods()
+        .portforward("shell", &[8080])
+        .await
+        .expect("port-forward through the API server");
+    let mut conn = forwarder.take_stream(8080).expect("stream for 8080");
+    conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.expect("read answer");
+    assert!(
+        page.contains(" 200 OK") && page.contains("through-the-api-server"),
+        "{page}"
+    );
+    drop(conn);
+    forwarder.abort();
+
+    cluster.delete_pod("shell", Some(0)).await;
+    cluster.wait_pod_gone("shell").await;
+}

@@ -23,6 +23,9 @@ pub enum RuntimeError {
     /// The object exists already (e.g. a container name taken in a sandbox).
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// The runtime does not offer this call (e.g. no streaming server).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// Anything else the runtime reported.
     #[error("runtime error: {0}")]
     Other(String),

@@ -5,7 +5,9 @@
 //! [`probes`] and lifecycle hooks, the pod sources for static manifest directories and
 //! manifest URLs, the API-server source and reporter ([`apiserver`], default feature
 //! `apiserver`, over kube-rs) with the [`strategic_merge`] patches it sends, and the [`node`]
-//! agent (registration, node status, Lease). Backends live in their own crates
+//! agent (registration, node status, Lease), and the kubelet's HTTPS API server
+//! (`server`, default feature `server`: TLS, authentication, authorization, `/pods`,
+//! `/containerLogs`...). Backends live in their own crates
 //! (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the `testing` feature adds an in-memory
 //! fake runtime, a fake kube-apiserver, an envtest harness that starts a real one, a channel
 //! source and a recording reporter.
@@ -33,6 +35,7 @@ pub mod apiserver;
 pub mod error;
 pub mod labels;
 pub mod log_reporter;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod probes;
@@ -40,9 +43,13 @@ pub mod quantity;
 pub mod reconciler;
 pub mod reporter;
 pub mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod source;
 pub mod sources;
 pub mod strategic_merge;
+#[cfg(feature = "server")]
+pub mod streaming;
 pub mod volume;
 pub mod volume_plugins;
 

@@ -360,6 +360,20 @@ pub struct ExecResult {
     pub exit_code: i32,
 }
 
+/// Which standard streams a streaming exec or attach carries, and whether it has a TTY
+/// (with a TTY, stderr is merged into stdout and must not be asked for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Allocate a TTY.
+    pub tty: bool,
+    /// Stream stdin.
+    pub stdin: bool,
+    /// Stream stdout.
+    pub stdout: bool,
+    /// Stream stderr.
+    pub stderr: bool,
+}
+
 /// Resource usage of one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerStats {
@@ -541,6 +555,52 @@ pub trait Runtime: Send + Sync + 'static {
         cmd: &[String],
         timeout: Duration,
     ) -> RuntimeResult<ExecResult>;
+
+    /// Prepare a streaming exec of `cmd` in a running container (CRI `Exec`): the URL on the
+    /// runtime's streaming server that serves it (SPDY or WebSocket), for the kubelet's
+    /// server to proxy the client's connection to. Runtimes without a streaming server keep
+    /// this default, which refuses.
+    async fn exec_stream(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        opts: StreamOptions,
+    ) -> RuntimeResult<String> {
+        let _ = (cmd, opts);
+        Err(RuntimeError::Unsupported(format!(
+            "exec in container {container_id}: this runtime has no streaming server"
+        )))
+    }
+
+    /// Prepare a streaming attach to a running container's main process (CRI `Attach`): the
+    /// URL that serves it.
+    async fn attach_stream(
+        &self,
+        container_id: &str,
+        opts: StreamOptions,
+    ) -> RuntimeResult<String> {
+        let _ = opts;
+        Err(RuntimeError::Unsupported(format!(
+            "attach to container {container_id}: this runtime has no streaming server"
+        )))
+    }
+
+    /// Prepare port forwarding into a pod sandbox's network namespace (CRI `PortForward`):
+    /// the URL that serves it.
+    async fn port_forward_stream(&self, sandbox_id: &str, ports: &[i32]) -> RuntimeResult<String> {
+        let _ = ports;
+        Err(RuntimeError::Unsupported(format!(
+            "port forward to sandbox {sandbox_id}: this runtime has no streaming server"
+        )))
+    }
+
+    /// Ask the runtime to reopen a container's log file (CRI `ReopenContainerLog`), after
+    /// the kubelet renamed it in log rotation.
+    async fn reopen_container_log(&self, container_id: &str) -> RuntimeResult<()> {
+        Err(RuntimeError::Unsupported(format!(
+            "reopen the log of container {container_id}: not supported by this runtime"
+        )))
+    }
 
     /// Usage of one container (`None` if the runtime has no sample).
     async fn container_stats(&self, container_id: &str) -> RuntimeResult<Option<ContainerStats>>;

@@ -56,6 +56,7 @@ pub fn status_to_error(op: &str, object: &str, status: &tonic::Status) -> Runtim
         Code::DeadlineExceeded => RuntimeError::DeadlineExceeded(message),
         Code::InvalidArgument => RuntimeError::InvalidArgument(message),
         Code::AlreadyExists => RuntimeError::AlreadyExists(message),
+        Code::Unimplemented => RuntimeError::Unsupported(message),
         // containerd answers several lookups of unknown IDs with Unknown and a message such
         // as "an error occurred when try to find container \"x\": not found".
         Code::Unknown if is_not_found_message(status.message()) => RuntimeError::NotFound(message),
@@ -103,6 +104,7 @@ mod tests {
             (Status::internal("x"), "Other"),
             (Status::unknown("something broke"), "Other"),
             (Status::permission_denied("x"), "Other"),
+            (Status::unimplemented("x"), "Unsupported"),
         ];
         for (status, want) in cases {
             let got = status_to_error("Op", "container c1", &status);
@@ -113,6 +115,7 @@ mod tests {
                 RuntimeError::InvalidArgument(_) => "InvalidArgument",
                 RuntimeError::AlreadyExists(_) => "AlreadyExists",
                 RuntimeError::ImagePull(_) => "ImagePull",
+                RuntimeError::Unsupported(_) => "Unsupported",
                 RuntimeError::Other(_) => "Other",
             };
             assert_eq!(kind, want, "{status:?} mapped to {got:?}");

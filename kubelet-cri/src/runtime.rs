@@ -13,7 +13,7 @@ use kubelet_core::RuntimeError;
 use kubelet_core::runtime::{
     AuthConfig, ContainerConfig, ContainerStats, ContainerStatus, ExecResult, ImageInfo,
     ListFilter, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult,
-    RuntimeStatus, RuntimeVersion,
+    RuntimeStatus, RuntimeVersion, StreamOptions,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -600,6 +600,81 @@ impl Runtime for CriRuntime {
             .await
             .map(drop),
         )
+    }
+
+    async fn exec_stream(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        opts: StreamOptions,
+    ) -> RuntimeResult<String> {
+        let mut client = self.runtime.clone();
+        let req = cri::ExecRequest {
+            container_id: container_id.to_string(),
+            cmd: cmd.to_vec(),
+            tty: opts.tty,
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        let object = format!("container {container_id}");
+        let t = self.timeout();
+        let resp = call("Exec", &object, t, client.exec(request(req, t))).await?;
+        Ok(resp.url)
+    }
+
+    async fn attach_stream(
+        &self,
+        container_id: &str,
+        opts: StreamOptions,
+    ) -> RuntimeResult<String> {
+        let mut client = self.runtime.clone();
+        let req = cri::AttachRequest {
+            container_id: container_id.to_string(),
+            tty: opts.tty,
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        let object = format!("container {container_id}");
+        let t = self.timeout();
+        let resp = call("Attach", &object, t, client.attach(request(req, t))).await?;
+        Ok(resp.url)
+    }
+
+    async fn port_forward_stream(&self, sandbox_id: &str, ports: &[i32]) -> RuntimeResult<String> {
+        let mut client = self.runtime.clone();
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: sandbox_id.to_string(),
+            port: ports.to_vec(),
+        };
+        let object = format!("sandbox {sandbox_id}");
+        let t = self.timeout();
+        let resp = call(
+            "PortForward",
+            &object,
+            t,
+            client.port_forward(request(req, t)),
+        )
+        .await?;
+        Ok(resp.url)
+    }
+
+    async fn reopen_container_log(&self, container_id: &str) -> RuntimeResult<()> {
+        let mut client = self.runtime.clone();
+        let req = cri::ReopenContainerLogRequest {
+            container_id: container_id.to_string(),
+        };
+        let object = format!("container {container_id}");
+        let t = self.timeout();
+        call(
+            "ReopenContainerLog",
+            &object,
+            t,
+            client.reopen_container_log(request(req, t)),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn exec_sync(

@@ -9,7 +9,7 @@ use kubelet_core::RuntimeError;
 use kubelet_core::labels;
 use kubelet_core::runtime::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ListFilter, NamespaceMode,
-    PodSandboxConfig, RuntimeStatus, SandboxMetadata, SandboxState,
+    PodSandboxConfig, RuntimeStatus, SandboxMetadata, SandboxState, StreamOptions,
 };
 use kubelet_cri::testing::{BUSYBOX_IMAGE, PAUSE_IMAGE, TestContainerd};
 use kubelet_cri::{CriOptions, CriRuntime};
@@ -503,4 +503,79 @@ async fn removal_is_idempotent_and_unknown_ids_are_not_found() {
         .await
         .unwrap();
     rt.remove_container(bogus).await.unwrap();
+}
+
+/// One plain HTTP GET (no upgrade) to a URL of the streaming server: the status code.
+async fn plain_get_status(url: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    let line = String::from_utf8_lossy(&head).to_string();
+    line[9..12]
+        .parse()
+        .unwrap_or_else(|_| panic!("status line {line:?}"))
+}
+
+#[tokio::test]
+async fn streaming_calls_hand_out_urls_and_the_log_reopens() {
+    let Some(env) = TestContainerd::start().await else {
+        return;
+    };
+    let rt = env.runtime().await;
+    let pod = sandbox_config(&env, "stream", "uid-stream", false);
+    let sb = rt.run_pod_sandbox(&pod).await.unwrap();
+    let script = "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done & wait";
+    let id = run_container(&rt, &sb, &pod, "main", script).await;
+    wait_for_state(&rt, &id, ContainerState::Running).await;
+
+    let opts = StreamOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let cmd: Vec<String> = ["sh", "-c", "echo hi"].map(String::from).to_vec();
+    let exec = rt.exec_stream(&id, &cmd, opts).await.unwrap();
+    let attach = rt.attach_stream(&id, opts).await.unwrap();
+    let forward = rt.port_forward_stream(&sb, &[8080]).await.unwrap();
+    // containerd's streaming server, on the address the test containerd is configured with.
+    for (url, kind) in [
+        (&exec, "/exec/"),
+        (&attach, "/attach/"),
+        (&forward, "/portforward/"),
+    ] {
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.contains(kind),
+            "{url}"
+        );
+    }
+    // A request that does not upgrade is refused by the streaming server itself (the URL
+    // is live: the kubelet's proxy will carry the client's upgrade there).
+    assert_eq!(plain_get_status(&exec).await, 400);
+    let unknown = rt
+        .exec_stream("no-such-container", &cmd, opts)
+        .await
+        .unwrap_err();
+    assert!(unknown.is_not_found(), "{unknown:?}");
+
+    // Log rotation as the kubelet does it: rename, then ReopenContainerLog; new output lands
+    // in a new file at the same path.
+    let log = std::path::Path::new(&pod.log_directory).join("main/0.log");
+    let rotated = log.with_extension("log.20261202-000000");
+    std::fs::rename(&log, &rotated).unwrap();
+    rt.reopen_container_log(&id).await.unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" stdout F tick")) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no output in the reopened log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(std::fs::read_to_string(&rotated).unwrap().contains("tick"));
 }

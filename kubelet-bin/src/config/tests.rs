@@ -114,14 +114,7 @@ fn full_file_is_read() {
     assert!(!s.register_node);
     assert_eq!(
         s.inert_fields,
-        [
-            "address",
-            "port",
-            "readOnlyPort",
-            "maxPods",
-            "nodeStatusUpdateFrequency",
-            "registerNode"
-        ]
+        ["maxPods", "nodeStatusUpdateFrequency", "registerNode"]
     );
 }
 
@@ -288,12 +281,7 @@ fn unknown_and_unsupported_fields_are_rejected_by_name() {
         "config file /etc/kubelet/config.yaml: unknown field \"staticPodPth\""
     );
 
-    for field in [
-        "evictionHard",
-        "featureGates",
-        "authentication",
-        "authorization",
-    ] {
+    for field in ["evictionHard", "featureGates", "enableServer"] {
         let err = file(&format!("{}{field}: {{}}\n", header(KIND))).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -499,6 +487,124 @@ fn load_reports_missing_files_with_their_path() {
     assert!(
         err.to_string()
             .starts_with("config file /nonexistent/kubelet.yaml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_settings_follow_the_reference_defaults() {
+    // Without a config file: the flags' legacy defaults.
+    let s = resolve(&[], None).unwrap();
+    assert_eq!(s.address, "0.0.0.0".parse::<IpAddr>().unwrap());
+    assert_eq!(s.port, 10250);
+    assert_eq!(s.read_only_port, 0);
+    assert_eq!(s.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
+    assert!(s.server_auth.anonymous);
+    assert!(!s.server_auth.token_webhook);
+    assert_eq!(s.server_auth.mode, AuthorizationMode::AlwaysAllow);
+
+    // With one: v1beta1's defaults (webhooks need --kubeconfig).
+    let text = format!("apiVersion: {API_VERSION}\nkind: KubeletConfiguration\n");
+    let s = resolve(&["--kubeconfig=/etc/kubelet.conf"], Some(&text)).unwrap();
+    assert!(!s.server_auth.anonymous);
+    assert!(s.server_auth.token_webhook);
+    assert_eq!(
+        s.server_auth.token_webhook_cache_ttl,
+        Duration::from_secs(120)
+    );
+    assert_eq!(s.server_auth.mode, AuthorizationMode::Webhook);
+    assert_eq!(s.server_auth.cache_authorized_ttl, Duration::from_secs(300));
+    assert_eq!(
+        s.server_auth.cache_unauthorized_ttl,
+        Duration::from_secs(30)
+    );
+    // Standalone, defaulted webhooks are off; asked for, they are an error.
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert!(!s.server_auth.token_webhook);
+    assert_eq!(s.server_auth.mode, AuthorizationMode::AlwaysAllow);
+    assert!(resolve(&["--authorization-mode=Webhook"], Some(&text)).is_err());
+
+    let text = format!(
+        "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\naddress: 127.0.0.1\n\
+         tlsCertFile: /pki/k.crt\ntlsPrivateKeyFile: /pki/k.key\ntlsMinVersion: VersionTLS13\n\
+         tlsCipherSuites: [TLS_AES_128_GCM_SHA256]\n\
+         authentication:\n  x509:\n    clientCAFile: /pki/ca.crt\n  webhook:\n    \
+         enabled: true\n    cacheTTL: 1m\n  anonymous:\n    enabled: false\n\
+         authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 10s\n    \
+         cacheUnauthorizedTTL: 1s\n"
+    );
+    let s = resolve(
+        &[
+            "--kubeconfig=/etc/kubelet.conf",
+            "--port=10260",
+            "--anonymous-auth",
+        ],
+        Some(&text),
+    )
+    .unwrap();
+    assert_eq!(s.address, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(s.port, 10260);
+    assert_eq!(s.tls_cert_file, Some(PathBuf::from("/pki/k.crt")));
+    assert_eq!(s.tls_private_key_file, Some(PathBuf::from("/pki/k.key")));
+    assert_eq!(s.tls_min_version.as_deref(), Some("VersionTLS13"));
+    assert_eq!(s.tls_cipher_suites, ["TLS_AES_128_GCM_SHA256"]);
+    assert_eq!(
+        s.server_auth.client_ca_file,
+        Some(PathBuf::from("/pki/ca.crt"))
+    );
+    assert!(s.server_auth.anonymous, "the flag wins");
+    assert_eq!(
+        s.server_auth.token_webhook_cache_ttl,
+        Duration::from_secs(60)
+    );
+    assert_eq!(s.server_auth.cache_authorized_ttl, Duration::from_secs(10));
+    assert_eq!(s.server_auth.cache_unauthorized_ttl, Duration::from_secs(1));
+    let err = resolve(&["--authorization-mode=RBAC"], None).unwrap_err();
+    assert!(err.to_string().contains("RBAC"), "{err}");
+}
+
+#[test]
+fn container_log_rotation_settings() {
+    let s = resolve(&[], None).unwrap();
+    assert_eq!(s.container_log_max_size, 10 * 1024 * 1024);
+    assert_eq!(s.container_log_max_files, 5);
+
+    let text = format!(
+        "{}containerLogMaxSize: 200Ki\ncontainerLogMaxFiles: 3\n",
+        header(KIND)
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(s.container_log_max_size, 200 * 1024);
+    assert_eq!(s.container_log_max_files, 3);
+
+    let s = resolve(
+        &[
+            "--container-log-max-size",
+            "1M",
+            "--container-log-max-files=2",
+        ],
+        Some(&text),
+    )
+    .unwrap();
+    assert_eq!(s.container_log_max_size, 1_000_000);
+    assert_eq!(s.container_log_max_files, 2);
+
+    // Negative turns rotation off, as the reference.
+    let s = resolve(&["--container-log-max-size", "-1"], None).unwrap();
+    assert_eq!(s.container_log_max_size, -1);
+
+    let err = resolve(&["--container-log-max-files", "1"], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--container-log-max-files"), "{err}");
+    assert!(
+        err.contains("1 must be equal to or greater than 2"),
+        "{err}"
+    );
+    let text = format!("{}containerLogMaxSize: ten megs\n", header(KIND));
+    let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+    assert!(
+        err.contains("field \"containerLogMaxSize\"") && err.contains("must be a valid quantity"),
         "{err}"
     );
 }

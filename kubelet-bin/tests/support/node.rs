@@ -50,6 +50,8 @@ pub struct TestNode {
     runtime: CriRuntime,
     containerd: TestContainerd,
     port: u16,
+    /// The kubelet server's HTTPS port (on 127.0.0.1).
+    pub server_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -72,13 +74,22 @@ impl TestNode {
             fs::create_dir_all(dir.path().join(sub)).expect("create test dirs");
         }
         let port = free_port();
+        // The kubelet server (HTTPS) on loopback, so that test nodes run side by side.
+        let server_port = loop {
+            let p = free_port();
+            if p != port {
+                break p;
+            }
+        };
         let config = format!(
             "apiVersion: kubelet.config.k8s.io/v1beta1\n\
              kind: KubeletConfiguration\n\
              staticPodPath: {manifests}\n\
              podLogsDir: {logs}\n\
              healthzBindAddress: 127.0.0.1\n\
-             healthzPort: {port}\n",
+             healthzPort: {port}\n\
+             address: 127.0.0.1\n\
+             port: {server_port}\n",
             manifests = dir.path().join("manifests").display(),
             logs = dir.path().join("pod-logs").display(),
         );
@@ -90,6 +101,7 @@ impl TestNode {
             runtime,
             containerd,
             port,
+            server_port,
             dir,
         };
         node.start_kubelet().await;
