@@ -904,6 +904,55 @@ async fn the_api_server_reaches_the_kubelet_for_node_proxy_and_pod_logs() {
         tail.ends_with(" from logger\n") && tail.lines().count() == 1,
         "{tail:?}"
     );
+
+    // kubectl logs -f: a line the container writes later arrives on the open stream.
+    let follow = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = futures::AsyncBufReadExt::lines(
+        cluster
+            .pods()
+            .log_stream("logger", &follow)
+            .await
+            .expect("follow the log"),
+    );
+    let pod = cluster.get_pod("logger").await.expect("the pod");
+    let id = runtime_id(container(&pod, "app").expect("app status"))
+        .expect("container id")
+        .to_string();
+    assert_eq!(cluster.node.exec(&id, "echo later > /proc/1/fd/1").await, 0);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let line = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut lines))
+            .await
+            .expect("a followed line in time")
+            .expect("the stream stays open")
+            .expect("a line");
+        if line == "later" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 'later' in the followed log");
+    }
+    drop(lines);
+
+    // kubectl logs --previous after the container was killed and restarted.
+    cluster.node.kill_container(&id).await;
+    cluster
+        .wait_pod("logger", "restarted", |p| {
+            container(p, "app").is_some_and(|c| c.restart_count == 1 && c.ready)
+        })
+        .await;
+    let previous = kube::api::LogParams {
+        previous: true,
+        ..Default::default()
+    };
+    let before = cluster
+        .pods()
+        .logs("logger", &previous)
+        .await
+        .expect("previous logs");
+    assert_eq!(before, "first line\nfrom logger\nlater\n");
     cluster.delete_pod("logger", Some(0)).await;
     cluster.wait_pod_gone("logger").await;
 }
