@@ -198,6 +198,24 @@ async fn exec_through_the_proxy_carries_streams_and_the_exit_status() {
     let status: serde_json::Value = serde_json::from_slice(&s.status).expect("status JSON");
     assert_eq!(status["status"], "Success", "{status}");
 
+    // With a TTY: the command runs on a terminal, its output (line endings as a terminal
+    // writes them) on stdout.
+    let opts = StreamOptions {
+        tty: true,
+        stdin: true,
+        stdout: true,
+        stderr: false,
+    };
+    let cmd = ["sh", "-c", "tty; echo done"].map(String::from);
+    *target.lock().unwrap() = rt.exec_stream(&id, &cmd, opts).await.unwrap();
+    let s = run_session(&url, None).await;
+    let out = String::from_utf8_lossy(&s.stdout);
+    assert!(
+        out.starts_with("/dev/pts/") && out.contains("done\r\n"),
+        "{out:?}"
+    );
+    assert!(s.stderr.is_empty());
+
     server.abort();
 }
 
