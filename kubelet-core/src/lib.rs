@@ -32,6 +32,7 @@
 
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
+pub mod downward_api;
 pub mod error;
 pub mod labels;
 pub mod log_reporter;

@@ -4,6 +4,7 @@
 pub mod backoff;
 mod context;
 mod dispatcher;
+mod env;
 mod images;
 mod kubelet;
 pub(crate) mod kubelet_state;

@@ -4,16 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVarSource, Pod, PodSpec, ResourceFieldSelector,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec};
 
+pub use super::env::expand_vars;
+use super::env::make_env;
 use super::qos::{QosClass, qos_class};
 use crate::labels;
 use crate::quantity;
 use crate::runtime::{
-    Capabilities, ContainerConfig, ContainerMetadata, DnsConfig, KeyValue, LinuxResources,
+    Capabilities, ContainerConfig, ContainerMetadata, DnsConfig, LinuxResources,
     LinuxSecurityContext, Mount, NamespaceMode, PodSandboxConfig, PortMapping, Protocol,
     SandboxMetadata,
 };
@@ -65,6 +64,17 @@ pub struct SpecSettings {
     /// CPU capacity of the node in millicores, the downward-API value of `limits.cpu` when
     /// the container sets no limit. 0 means unknown (reported as 0).
     pub node_cpu_capacity_milli: i64,
+}
+
+impl SpecSettings {
+    /// What the downward API reports for a `limits.*` resource the container leaves unset.
+    pub fn node_allocatable(&self) -> crate::downward_api::NodeAllocatable {
+        crate::downward_api::NodeAllocatable {
+            cpu_milli: self.node_cpu_capacity_milli,
+            memory_bytes: self.node_memory_capacity,
+            ephemeral_storage_bytes: 0,
+        }
+    }
 }
 
 impl Default for SpecSettings {
@@ -491,268 +501,6 @@ fn container_annotations(
     Ok(out)
 }
 
-/// The container's environment: `envFrom` sources first, then `env` in order, each value
-/// expanded against the variables defined before it. A later definition of a name replaces
-/// the value in place.
-fn make_env(
-    pod: &Pod,
-    container: &Container,
-    path: &str,
-    settings: &SpecSettings,
-) -> Result<Vec<KeyValue>, String> {
-    fn set(
-        envs: &mut Vec<KeyValue>,
-        values: &mut BTreeMap<String, String>,
-        key: &str,
-        value: String,
-    ) {
-        match envs.iter_mut().find(|kv| kv.key == key) {
-            Some(kv) => kv.value = value.clone(),
-            None => envs.push(KeyValue {
-                key: key.to_string(),
-                value: value.clone(),
-            }),
-        }
-        values.insert(key.to_string(), value);
-    }
-    let mut envs: Vec<KeyValue> = Vec::new();
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-
-    for (k, source) in container.env_from.iter().flatten().enumerate() {
-        if let Some(cm) = &source.config_map_ref {
-            if cm.optional != Some(true) {
-                return Err(format!(
-                    "{path}.envFrom[{k}].configMapRef: configMap {:?} cannot be resolved: ConfigMap sources are not supported yet",
-                    cm.name
-                ));
-            }
-        } else if let Some(secret) = &source.secret_ref {
-            if secret.optional != Some(true) {
-                return Err(format!(
-                    "{path}.envFrom[{k}].secretRef: secret {:?} cannot be resolved: Secret sources are not supported yet",
-                    secret.name
-                ));
-            }
-        } else {
-            return Err(format!("{path}.envFrom[{k}]: unsupported source"));
-        }
-    }
-
-    for (j, var) in container.env.iter().flatten().enumerate() {
-        let field = format!("{path}.env[{j}]");
-        let value = match &var.value_from {
-            None => {
-                let raw = var.value.as_deref().unwrap_or_default();
-                if raw.is_empty() {
-                    String::new()
-                } else {
-                    expand_vars(raw, &values)
-                }
-            }
-            Some(source) => match env_source_value(pod, container, source, &field, settings)? {
-                Some(v) => v,
-                None => continue,
-            },
-        };
-        set(&mut envs, &mut values, &var.name, value);
-    }
-    Ok(envs)
-}
-
-/// The value of a `valueFrom` source; `Ok(None)` when an optional source is skipped.
-fn env_source_value(
-    pod: &Pod,
-    container: &Container,
-    source: &EnvVarSource,
-    field: &str,
-    settings: &SpecSettings,
-) -> Result<Option<String>, String> {
-    if let Some(field_ref) = &source.field_ref {
-        return pod_field_value(pod, &field_ref.field_path)
-            .map(Some)
-            .map_err(|e| format!("{field}.valueFrom.fieldRef: {e}"));
-    }
-    if let Some(resource_ref) = &source.resource_field_ref {
-        return resource_field_value(pod, container, resource_ref, settings)
-            .map(Some)
-            .map_err(|e| format!("{field}.valueFrom.resourceFieldRef: {e}"));
-    }
-    if let Some(cm) = &source.config_map_key_ref {
-        if cm.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!(
-            "{field}.valueFrom: configMap {:?} key {:?} cannot be resolved: ConfigMap sources are not supported yet",
-            cm.name, cm.key
-        ));
-    }
-    if let Some(secret) = &source.secret_key_ref {
-        if secret.optional == Some(true) {
-            return Ok(None);
-        }
-        return Err(format!(
-            "{field}.valueFrom: secret {:?} key {:?} cannot be resolved: Secret sources are not supported yet",
-            secret.name, secret.key
-        ));
-    }
-    Err(format!("{field}.valueFrom: unsupported source"))
-}
-
-/// The downward-API value of a pod field path.
-fn pod_field_value(pod: &Pod, field_path: &str) -> Result<String, String> {
-    let meta = &pod.metadata;
-    let spec = pod.spec.as_ref();
-    let status = pod.status.as_ref();
-    let owned = |v: Option<&String>| v.cloned().unwrap_or_default();
-    match field_path {
-        "metadata.name" => return Ok(owned(meta.name.as_ref())),
-        "metadata.namespace" => return Ok(owned(meta.namespace.as_ref())),
-        "metadata.uid" => return Ok(owned(meta.uid.as_ref())),
-        "metadata.labels" => return Ok(format_map(meta.labels.as_ref())),
-        "metadata.annotations" => return Ok(format_map(meta.annotations.as_ref())),
-        "spec.nodeName" => return Ok(owned(spec.and_then(|s| s.node_name.as_ref()))),
-        "spec.serviceAccountName" => {
-            return Ok(owned(spec.and_then(|s| s.service_account_name.as_ref())));
-        }
-        "status.hostIP" => return Ok(owned(status.and_then(|s| s.host_ip.as_ref()))),
-        "status.podIP" => return Ok(owned(status.and_then(|s| s.pod_ip.as_ref()))),
-        "status.hostIPs" => {
-            let ips: Vec<String> = status
-                .and_then(|s| s.host_ips.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|ip| ip.ip.clone())
-                .collect();
-            return Ok(ips.join(","));
-        }
-        "status.podIPs" => {
-            let ips: Vec<String> = status
-                .and_then(|s| s.pod_ips.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|ip| ip.ip.clone())
-                .collect();
-            return Ok(ips.join(","));
-        }
-        _ => {}
-    }
-    if let Some(rest) = field_path.strip_suffix("']")
-        && let Some((base, key)) = rest.split_once("['")
-    {
-        match base {
-            "metadata.labels" => {
-                return Ok(meta
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(key))
-                    .cloned()
-                    .unwrap_or_default());
-            }
-            "metadata.annotations" => {
-                return Ok(meta
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(key))
-                    .cloned()
-                    .unwrap_or_default());
-            }
-            _ => {}
-        }
-    }
-    Err(format!("unsupported fieldPath {field_path:?}"))
-}
-
-/// `key="value"` lines, sorted by key, as the downward API renders a whole map.
-fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
-    map.into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The downward-API value of `limits.*` / `requests.*` of a container, divided by the
-/// divisor and rounded up.
-fn resource_field_value(
-    pod: &Pod,
-    container: &Container,
-    selector: &ResourceFieldSelector,
-    settings: &SpecSettings,
-) -> Result<String, String> {
-    let target = match selector.container_name.as_deref().filter(|n| !n.is_empty()) {
-        None => container,
-        Some(name) => pod
-            .spec
-            .as_ref()
-            .and_then(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-                    .find(|c| c.name == name)
-            })
-            .ok_or_else(|| format!("container {name:?} not found in the pod"))?,
-    };
-    let (kind, resource) = selector
-        .resource
-        .split_once('.')
-        .ok_or_else(|| format!("unsupported resource {:?}", selector.resource))?;
-    let supported = matches!(resource, "cpu" | "memory" | "ephemeral-storage")
-        || resource.starts_with("hugepages-");
-    if !supported || !matches!(kind, "limits" | "requests") {
-        return Err(format!("unsupported resource {:?}", selector.resource));
-    }
-    let is_cpu = resource == "cpu";
-    let parse = |q: &Quantity| {
-        if is_cpu {
-            quantity::parse_milli(q)
-        } else {
-            quantity::parse_units(q)
-        }
-    };
-    let divisor = match &selector.divisor {
-        Some(q) => parse(q).map_err(|e| format!("divisor: {e}"))?,
-        None => 0,
-    };
-    let divisor = if divisor <= 0 {
-        if is_cpu { MILLI_CPU_TO_CPU } else { 1 }
-    } else {
-        divisor
-    };
-    let res = target.resources.as_ref();
-    let limit = res
-        .and_then(|r| r.limits.as_ref())
-        .and_then(|l| l.get(resource))
-        .map(parse)
-        .transpose()?
-        .filter(|v| *v != 0);
-    let value = if kind == "limits" {
-        // The reference fills an unset limit with the node's allocatable amount.
-        limit.unwrap_or(match resource {
-            "cpu" => settings.node_cpu_capacity_milli,
-            "memory" => settings.node_memory_capacity,
-            _ => 0,
-        })
-    } else {
-        let request = res
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|l| l.get(resource))
-            .map(parse)
-            .transpose()?;
-        // API defaulting: an unset request takes the limit.
-        request.or(limit).unwrap_or(0)
-    };
-    Ok(ceil_div(value, divisor).to_string())
-}
-
-fn ceil_div(a: i64, b: i64) -> i64 {
-    let q = a / b;
-    if a % b != 0 && (a > 0) == (b > 0) {
-        q + 1
-    } else {
-        q
-    }
-}
-
 /// A quantity of the container's requests or limits, `None` when unset or zero.
 fn resource_quantity(
     container: &Container,
@@ -931,56 +679,4 @@ fn security_context(
         namespace_pid: mode(spec.host_pid.unwrap_or(false)),
         namespace_ipc: mode(spec.host_ipc.unwrap_or(false)),
     })
-}
-
-/// Expand `$(VAR)` references in `input` from `env` as the reference does: `$$` escapes,
-/// unknown references stay as written.
-pub fn expand_vars(input: &str, env: &BTreeMap<String, String>) -> String {
-    let bytes = input.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut checkpoint = 0;
-    let mut cursor = 0;
-    while cursor < bytes.len() {
-        if bytes[cursor] == b'$' && cursor + 1 < bytes.len() {
-            out.extend_from_slice(&bytes[checkpoint..cursor]);
-            let rest = &bytes[cursor + 1..];
-            let advance = match rest[0] {
-                // `$$` is an escaped `$`.
-                b'$' => {
-                    out.push(b'$');
-                    1
-                }
-                b'(' => match rest.iter().position(|b| *b == b')') {
-                    Some(close) => {
-                        let name = &input[cursor + 2..cursor + 1 + close];
-                        match env.get(name) {
-                            Some(value) => out.extend_from_slice(value.as_bytes()),
-                            None => {
-                                out.extend_from_slice(b"$(");
-                                out.extend_from_slice(name.as_bytes());
-                                out.push(b')');
-                            }
-                        }
-                        close + 1
-                    }
-                    // An unterminated reference is kept as written.
-                    None => {
-                        out.extend_from_slice(b"$(");
-                        1
-                    }
-                },
-                other => {
-                    out.push(b'$');
-                    out.push(other);
-                    1
-                }
-            };
-            cursor += advance;
-            checkpoint = cursor + 1;
-        }
-        cursor += 1;
-    }
-    out.extend_from_slice(&bytes[checkpoint.min(bytes.len())..]);
-    // Only whole UTF-8 sequences are ever copied or inserted, so this cannot fail; stay total.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

@@ -25,7 +25,6 @@
 //! content or mode changed.
 
 mod atomic;
-mod downward;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -298,9 +297,11 @@ fn downward_files(
                         ),
                     });
                 }
-                downward::field_value(pod, &field.field_path).map_err(|m| VolumeError::Invalid {
-                    volume: volume.to_string(),
-                    message: format!("downwardAPI item {:?}: {m}", item.path),
+                crate::downward_api::field_value(pod, &field.field_path).map_err(|m| {
+                    VolumeError::Invalid {
+                        volume: volume.to_string(),
+                        message: format!("downwardAPI item {:?}: {m}", item.path),
+                    }
                 })?
             }
             (None, Some(r)) => {
