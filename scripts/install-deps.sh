@@ -3,7 +3,7 @@
 # (Debian/Ubuntu). Idempotent: runs apt-get only when a package is missing.
 set -eu
 
-PACKAGES="containerd runc containernetworking-plugins busybox-static catatonit iptables iproute2 protobuf-compiler etcd-server"
+PACKAGES="containerd runc containernetworking-plugins busybox-static catatonit iptables iproute2 protobuf-compiler etcd-server docker-registry skopeo apache2-utils"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use kubelet_core::apiserver::{
-    ApiClientError, ApiObjectVolumePlugin, ApiServerReporter, ApiServerSource, ClientSource,
-    DEFAULT_SYNC_PERIOD, NodeClient, PodObjectFetcher, ReporterConfig,
+    ApiClientError, ApiObjectVolumePlugin, ApiRuntimeClasses, ApiServerReporter, ApiServerSource,
+    ClientSource, DEFAULT_SYNC_PERIOD, NodeClient, PodObjectFetcher, ReporterConfig, ServiceCache,
 };
 use kubelet_core::node::NodeConfig;
 use tokio::task::JoinHandle;
@@ -26,6 +26,12 @@ pub struct Cluster {
     /// configMap, secret, downwardAPI and projected volumes (the service account token
     /// volume admission adds to every pod), from the objects the node may read.
     pub volumes: ApiObjectVolumePlugin,
+    /// ConfigMaps, Secrets and Services for the containers' environments.
+    pub objects: Arc<PodObjectFetcher>,
+    /// RuntimeClasses, for the handler a pod's `runtimeClassName` names.
+    pub runtime_classes: Arc<ApiRuntimeClasses>,
+    /// The watch of Services behind `objects`; abort at shutdown.
+    pub service_watch: JoinHandle<()>,
     /// The node's client, for the kubelet server's TokenReviews and SubjectAccessReviews.
     pub client: kube::Client,
 }
@@ -63,10 +69,16 @@ impl Cluster {
                 ..ReporterConfig::default()
             },
         );
-        let fetcher = Arc::new(PodObjectFetcher::new(client.clone()));
+        let (services, service_watch) = ServiceCache::start(&client);
+        let fetcher = Arc::new(PodObjectFetcher::new(client.clone()).with_services(services));
         Ok(Self {
             client: client.client().clone(),
-            volumes: ApiObjectVolumePlugin::new(fetcher),
+            // A fetcher of its own with a short TTL: ConfigMap and Secret changes reach
+            // the volumes within the sync period plus 10 s.
+            volumes: ApiObjectVolumePlugin::for_client(client.clone()),
+            objects: fetcher,
+            runtime_classes: Arc::new(ApiRuntimeClasses::new(client.clone())),
+            service_watch,
             source: ApiServerSource::new(client),
             reporter,
             node: node_config(settings, node_ips),

@@ -127,10 +127,8 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "registryPullQPS",
     "reservedMemory",
     "reservedSystemCPUs",
-    "resolvConf",
     "rotateCertificates",
     "runOnce",
-    "seccompDefault",
     "serializeImagePulls",
     "serverTLSBootstrap",
     "showHiddenMetricsForVersion",
@@ -299,6 +297,12 @@ pub struct KubeletConfigurationFile {
     /// Cluster domain.
     #[serde(rename = "clusterDomain")]
     pub cluster_domain: Option<String>,
+    /// The resolver file pods' DNS settings start from (empty: none).
+    #[serde(rename = "resolvConf")]
+    pub resolv_conf: Option<String>,
+    /// Give containers without a seccomp profile the runtime's default one.
+    #[serde(rename = "seccompDefault")]
+    pub seccomp_default: Option<bool>,
     /// Maximum number of pods.
     #[serde(rename = "maxPods")]
     pub max_pods: Option<i32>,
@@ -581,6 +585,10 @@ pub struct Settings {
     pub cluster_dns: Vec<IpAddr>,
     /// Cluster domain (may be empty).
     pub cluster_domain: String,
+    /// The node's resolver file, the base of pods' DNS (`/etc/resolv.conf`; empty: none).
+    pub resolv_conf: String,
+    /// `seccompDefault`: RuntimeDefault for containers that name no seccomp profile.
+    pub seccomp_default: bool,
     /// Node IPs given by `--node-ip` (empty: detect).
     pub node_ips: Vec<IpAddr>,
     /// Maximum number of pods.
@@ -1108,6 +1116,12 @@ impl Settings {
             cgroup_driver,
             cluster_dns,
             cluster_domain,
+            resolv_conf: flags
+                .resolv_conf
+                .clone()
+                .or_else(|| f.resolv_conf.clone())
+                .unwrap_or_else(|| "/etc/resolv.conf".to_string()),
+            seccomp_default: flags.seccomp_default.or(f.seccomp_default).unwrap_or(false),
             node_ips,
             max_pods,
             address,

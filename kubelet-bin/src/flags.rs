@@ -110,6 +110,21 @@ pub struct Flags {
     #[arg(long = "cluster-domain", value_name = "DOMAIN")]
     pub cluster_domain: Option<String>,
 
+    /// The resolver file pods' DNS settings start from; "" for none (config: resolvConf,
+    /// default /etc/resolv.conf).
+    #[arg(long = "resolv-conf", value_name = "FILE")]
+    pub resolv_conf: Option<String>,
+
+    /// RuntimeDefault seccomp for containers that name no profile (config: seccompDefault).
+    #[arg(
+        long = "seccomp-default",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub seccomp_default: Option<bool>,
+
     /// Kubeconfig of the API server to join; without it the kubelet runs standalone.
     #[arg(long = "kubeconfig", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,

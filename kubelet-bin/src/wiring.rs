@@ -100,9 +100,42 @@ pub fn kubelet_config(
         .map(ToString::to_string)
         .collect();
     spec.cluster_domain = settings.cluster_domain.clone();
+    spec.resolv_conf = settings.resolv_conf.clone();
+    spec.seccomp_default = settings.seccomp_default;
+    // Localhost seccomp profiles are files below <root-dir>/seccomp, as the reference.
+    spec.seccomp_profile_root = settings
+        .root_dir
+        .join("seccomp")
+        .to_string_lossy()
+        .into_owned();
     spec.node_memory_capacity = machine.memory_capacity;
     spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli(machine);
+    spec.allocatable = node_allocatable(settings, &node_ips, machine);
     config
+}
+
+/// The node's allocatable cpu, memory and ephemeral storage, as its status reports them.
+fn node_allocatable(
+    settings: &Settings,
+    node_ips: &[IpAddr],
+    machine: &crate::machine::MachineInfo,
+) -> Option<kubelet_core::downward_api::NodeAllocatable> {
+    let node = crate::cluster::node_config(settings, node_ips);
+    let resources = kubelet_core::node::NodeResources::compute(&node, machine).ok()?;
+    let get = |name: &str, milli: bool| {
+        resources.allocatable.get(name).and_then(|q| {
+            if milli {
+                kubelet_core::quantity::parse_milli(q).ok()
+            } else {
+                kubelet_core::quantity::parse_units(q).ok()
+            }
+        })
+    };
+    Some(kubelet_core::downward_api::NodeAllocatable {
+        cpu_milli: get("cpu", true)?,
+        memory_bytes: get("memory", false)?,
+        ephemeral_storage_bytes: get("ephemeral-storage", false).unwrap_or(0),
+    })
 }
 
 /// The pod sources the settings ask for: the static directory and the manifest URL.
@@ -221,6 +254,19 @@ pub fn server_config(settings: &Settings, node_ips: &[IpAddr]) -> ServerConfig {
     config
 }
 
+/// The stats provider of the daemon: the runtime's pods measured through the cgroupfs
+/// driver's cgroups under the pods' top cgroup, `/proc`, and the kubelet's directories.
+pub fn stats_provider(
+    settings: &Settings,
+    runtime: Arc<dyn Runtime>,
+) -> kubelet_core::stats::RuntimeStatsProvider {
+    let mut config = kubelet_core::stats::StatsConfig::new(settings.node_name.clone());
+    config.pods_cgroup = settings.pods_cgroup();
+    config.root_dir = settings.root_dir.clone();
+    config.pod_logs_root = settings.pod_logs_dir.clone();
+    kubelet_core::stats::RuntimeStatsProvider::new(runtime, config)
+}
+
 /// Assemble the kubelet from the settings: connects to the runtime, and with `--kubeconfig`
 /// to the API server.
 pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
@@ -264,8 +310,11 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         Some(cluster) => {
             client = Some(cluster.client.clone());
             background.push(cluster.spawn_background());
+            background.push(cluster.service_watch);
             builder = builder
                 .volume_plugin(Arc::new(cluster.volumes))
+                .pod_objects(cluster.objects)
+                .runtime_classes(cluster.runtime_classes)
                 .reporter(Arc::new(cluster.reporter))
                 .source(Box::new(cluster.source))
                 .node_status(cluster.node, machine);
@@ -362,11 +411,17 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     ));
     // The kubelet server and the read-only port: bound before the kubelet runs, so that a
     // taken port or unusable TLS files stop the daemon at start with the reason.
+    // Stats for /stats/summary and /metrics/resource: housekeeping beside the kubelet.
+    let stats = Arc::new(stats_provider(&settings, runtime.clone()));
+    background.push(tokio::spawn(
+        stats.clone().run(shutdown_signal(receiver.clone())),
+    ));
     let handles = Handles {
         kubelet: kubelet.handle(),
         runtime,
     };
-    let config = server_config(&settings, &node_ips);
+    let mut config = server_config(&settings, &node_ips);
+    config.stats = Some(stats.clone());
     // The client CA's subjects go out as hints in the certificate request, as Go's server
     // sends them: Go clients only offer a certificate that one of them issued.
     let hints = match &settings.server_auth.client_ca_file {
@@ -387,7 +442,9 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     ));
     if settings.read_only_port != 0 {
         let addr = std::net::SocketAddr::new(settings.address, settings.read_only_port);
-        let read_only = ReadOnlyServer::bind(addr, handles).await?;
+        let read_only = ReadOnlyServer::bind(addr, handles)
+            .await?
+            .with_stats(stats.clone());
         background.push(spawn_server(
             "read-only server",
             read_only.serve(shutdown_signal(receiver.clone())),
@@ -478,6 +535,32 @@ mod tests {
         // This machine has memory and CPUs; the values come from /proc and /sys.
         assert!(config.spec.node_memory_capacity > 0);
         assert!(config.spec.node_cpu_capacity_milli >= 1000);
+        // The downward API's default limits: allocatable, i.e. capacity less the default
+        // hard eviction threshold of memory.available (100Mi).
+        let allocatable = config.spec.allocatable.expect("allocatable");
+        assert_eq!(
+            allocatable.memory_bytes,
+            config.spec.node_memory_capacity - 100 * 1024 * 1024
+        );
+        assert_eq!(allocatable.cpu_milli, config.spec.node_cpu_capacity_milli);
+    }
+
+    #[test]
+    fn dns_and_seccomp_settings_reach_the_spec_settings() {
+        let machine = crate::machine::read(std::path::Path::new("/var/lib/kubelet"));
+        let ip = vec!["10.0.0.5".parse().unwrap()];
+        let defaults = kubelet_config(
+            &settings(&["--root-dir=/data/kubelet"]),
+            ip.clone(),
+            &machine,
+        );
+        assert_eq!(defaults.spec.resolv_conf, "/etc/resolv.conf");
+        assert!(!defaults.spec.seccomp_default);
+        assert_eq!(defaults.spec.seccomp_profile_root, "/data/kubelet/seccomp");
+        let s = settings(&["--resolv-conf=", "--seccomp-default"]);
+        let config = kubelet_config(&s, ip, &machine);
+        assert_eq!(config.spec.resolv_conf, "");
+        assert!(config.spec.seccomp_default);
     }
 
     #[test]

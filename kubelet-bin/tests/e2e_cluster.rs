@@ -12,6 +12,8 @@
 mod support {
     // Shared by several test binaries; each uses part of it.
     #[allow(dead_code)]
+    pub mod cluster;
+    #[allow(dead_code)]
     pub mod node;
 }
 
@@ -19,266 +21,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodCondition};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kubelet_core::testing::apiserver::{FakeApiServer, TestApiServer};
-use support::node::{NODE, TestNode, container, phase, runtime_id, uid};
-
-const IMAGE: &str = kubelet_cri::testing::BUSYBOX_IMAGE;
-/// Deadline for anything the kubelet does on its own schedule.
-const DEADLINE: Duration = Duration::from_secs(90);
-/// How often the tests look at the API server.
-const POLL: Duration = Duration::from_millis(250);
-/// A script that idles until SIGTERM, on which it exits 0 at once.
-const SERVE: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
-
-/// The API server, a kube-rs client of the test's own, the kubeconfig file handed to the
-/// kubelet, and a node whose kubelet uses it.
-struct Cluster {
-    // Field order is drop order: the kubelet first, then the server.
-    node: TestNode,
-    kube: kube::Client,
-    server: TestApiServer,
-    _kubeconfig_dir: tempfile::TempDir,
-}
-
-async fn start_cluster(extra: &[&str]) -> Option<Cluster> {
-    let server = TestApiServer::from_env()
-        .await
-        .expect("API server for the test");
-    start_cluster_on(server, extra).await
-}
-
-/// A cluster on the fake API server whatever the environment says: for the tests that need
-/// its fault injection.
-async fn start_fake_cluster(extra: &[&str]) -> Option<Cluster> {
-    let fake = FakeApiServer::start_tls().await.expect("fake API server");
-    start_cluster_on(TestApiServer::Fake(fake), extra).await
-}
-
-async fn start_cluster_on(server: TestApiServer, extra: &[&str]) -> Option<Cluster> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let test_kubeconfig = dir.path().join("test.conf");
-    server
-        .write_kubeconfig(&test_kubeconfig)
-        .expect("write kubeconfig");
-    // A node's credentials as kubeadm issues them: a client certificate for
-    // system:node:<name> in group system:nodes (a real cluster's own kubeconfig as it is).
-    let kubelet_kubeconfig = dir.path().join("kubelet.conf");
-    let config = server
-        .node_kubeconfig(NODE)
-        .expect("node client certificate kubeconfig");
-    std::fs::write(&kubelet_kubeconfig, config).expect("write kubeconfig");
-    let mut args = vec![format!("--kubeconfig={}", kubelet_kubeconfig.display())];
-    args.extend(extra.iter().map(ToString::to_string));
-    let node = TestNode::start_with_args(args).await?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&test_kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client config");
-    let kube = kube::Client::try_from(config).expect("kube client");
-    Some(Cluster {
-        node,
-        kube,
-        server,
-        _kubeconfig_dir: dir,
-    })
-}
-
-impl Cluster {
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.kube.clone(), "default")
-    }
-
-    fn fake(&self) -> Option<&FakeApiServer> {
-        self.server.fake()
-    }
-
-    async fn create_pod(&self, pod: &Pod) -> Pod {
-        self.pods()
-            .create(&PostParams::default(), pod)
-            .await
-            .expect("create pod")
-    }
-
-    /// Poll `get` until `pred` holds for what it returns; panics after [`DEADLINE`].
-    async fn wait<K: std::fmt::Debug>(
-        &self,
-        what: &str,
-        mut get: impl AsyncFnMut() -> Option<K>,
-        pred: impl Fn(Option<&K>) -> bool,
-    ) -> Option<K> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let current = get().await;
-            if pred(current.as_ref()) {
-                return current;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; now: {current:#?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// The pod as the server has it; every look checks that the stored container statuses
-    /// are one per container (no phantom entries), whatever the test waits for.
-    async fn get_pod(&self, name: &str) -> Option<Pod> {
-        let pod = self.pods().get_opt(name).await.ok().flatten();
-        if let Some(p) = &pod
-            && p.status
-                .as_ref()
-                .is_some_and(|s| s.container_statuses.is_some())
-        {
-            assert_one_status_per_container(p);
-        }
-        pod
-    }
-
-    async fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
-        self.wait(
-            &format!("pod {name}: {what}"),
-            async || self.get_pod(name).await,
-            |p| p.is_some_and(&pred),
-        )
-        .await
-        .expect("the pod exists")
-    }
-
-    async fn wait_pod_gone(&self, name: &str) {
-        self.wait(
-            &format!("pod {name} to be gone"),
-            async || self.get_pod(name).await,
-            |p| p.is_none(),
-        )
-        .await;
-    }
-
-    async fn wait_node(&self, what: &str, pred: impl Fn(&Node) -> bool) -> Node {
-        let nodes: Api<Node> = Api::all(self.kube.clone());
-        self.wait(
-            &format!("node: {what}"),
-            async || nodes.get_opt(NODE).await.ok().flatten(),
-            |n| n.is_some_and(&pred),
-        )
-        .await
-        .expect("the Node exists")
-    }
-
-    async fn wait_lease(&self, what: &str, pred: impl Fn(&Lease) -> bool) -> Lease {
-        let leases: Api<Lease> = Api::namespaced(self.kube.clone(), "kube-node-lease");
-        self.wait(
-            &format!("lease: {what}"),
-            async || leases.get_opt(NODE).await.ok().flatten(),
-            |l| l.is_some_and(&pred),
-        )
-        .await
-        .expect("the Lease exists")
-    }
-
-    /// The Scheduler's part: a PodScheduled condition on the bound pod (strategic merge by
-    /// condition type, as the scheduler writes it), which the kubelet must keep when it
-    /// writes its own conditions.
-    async fn mark_scheduled(&self, name: &str) {
-        let patch = serde_json::json!({"status": {"conditions": [
-            {"type": "PodScheduled", "status": "True"}
-        ]}});
-        self.pods()
-            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .expect("set PodScheduled");
-    }
-
-    async fn delete_pod(&self, name: &str, grace: Option<u32>) {
-        let params = DeleteParams {
-            grace_period_seconds: grace,
-            ..DeleteParams::default()
-        };
-        let _ = self.pods().delete(name, &params).await.expect("delete pod");
-    }
-
-    async fn events_about(&self, pod_uid: &str) -> Vec<Event> {
-        let events: Api<Event> = Api::namespaced(self.kube.clone(), "default");
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items
-            .into_iter()
-            .filter(|e| e.involved_object.uid.as_deref() == Some(pod_uid))
-            .collect()
-    }
-}
-
-/// A pod bound to the test node with one container per `(name, script)`.
-fn api_pod(name: &str, restart_policy: &str, grace: i64, containers: &[(&str, &str)]) -> Pod {
-    let containers: Vec<serde_json::Value> = containers
-        .iter()
-        .map(|(name, script)| {
-            serde_json::json!({
-                "name": name,
-                "image": IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", script],
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "nodeName": NODE,
-            "restartPolicy": restart_policy,
-            "terminationGracePeriodSeconds": grace,
-            "containers": containers,
-        },
-    }))
-    .expect("pod JSON")
-}
-
-fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-/// The server holds one container status per container of the spec, as the reference
-/// kubelet writes them: nothing for a container that does not exist.
-fn assert_one_status_per_container(pod: &Pod) {
-    let mut spec: Vec<&str> = pod
-        .spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .map(|c| c.name.as_str())
-        .collect();
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref());
-    let mut names: Vec<&str> = statuses
-        .into_iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
-    spec.sort_unstable();
-    names.sort_unstable();
-    assert_eq!(
-        names, spec,
-        "container statuses on the server, one per container expected: {statuses:#?}"
-    );
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, PostParams};
+use support::cluster::{
+    DEADLINE, IMAGE, POLL, SERVE, api_pod, assert_one_status_per_container, condition,
+    ensure_configmap, node_ready, start_cluster, start_fake_cluster, start_reachable_cluster,
+};
+use support::node::{NODE, container, phase, runtime_id, uid};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_registers_runs_an_api_pod_and_deletes_it_gracefully() {
@@ -627,28 +376,6 @@ async fn api_server_outage_restarts_nothing_and_loses_no_status() {
         .await;
 }
 
-/// A ConfigMap in `default`; one that exists already (a real cluster's kube-root-ca.crt) is
-/// left as it is.
-async fn ensure_configmap(cluster: &Cluster, name: &str, data: &[(&str, &str)]) {
-    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.kube.clone(), "default");
-    let data: std::collections::BTreeMap<String, String> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let object: ConfigMap = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "default"},
-        "data": data,
-    }))
-    .expect("ConfigMap JSON");
-    match configmaps.create(&PostParams::default(), &object).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(err) => panic!("create ConfigMap {name}: {err}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_account_config_map_and_secret_volumes_are_mounted() {
     let Some(cluster) = start_cluster(&[]).await else {
@@ -813,29 +540,6 @@ async fn readiness_follows_the_probe_and_a_killed_container_restarts_with_its_la
 
     cluster.delete_pod("probed", None).await;
     cluster.wait_pod_gone("probed").await;
-}
-
-/// A cluster on the envtest API server whose kubelet the API server can reach (`None`, said,
-/// on any other server: the fake does not proxy to kubelets): the kubelet trusts the cluster
-/// CA for client certificates and listens on every address, since the API server's node
-/// proxy refuses loopback addresses and reaches the node on its InternalIP (detected from the
-/// default route). The directory holds the CA file.
-async fn start_reachable_cluster() -> Option<(Cluster, tempfile::TempDir)> {
-    let server = TestApiServer::from_env()
-        .await
-        .expect("API server for the test");
-    let ca_dir = tempfile::tempdir().expect("temp dir");
-    let ca_file = ca_dir.path().join("client-ca.crt");
-    match &server {
-        TestApiServer::Envtest(env) => std::fs::write(&ca_file, env.ca_pem()).expect("write CA"),
-        _ => {
-            eprintln!("SKIPPED: needs the envtest API server (KUBELET_TEST_ASSETS)");
-            return None;
-        }
-    }
-    let client_ca = format!("--client-ca-file={}", ca_file.display());
-    let cluster = start_cluster_on(server, &[&client_ca, "--address=0.0.0.0"]).await?;
-    Some((cluster, ca_dir))
 }
 
 /// The API server reaches the kubelet's HTTPS server with its own client certificate
@@ -1033,4 +737,207 @@ async fn exec_and_port_forward_through_the_api_server() {
 
     cluster.delete_pod("shell", Some(0)).await;
     cluster.wait_pod_gone("shell").await;
+}
+
+/// The container's environment from the API server's objects: `valueFrom` ConfigMap and
+/// Secret keys, `envFrom` with a prefix (an invalid key skipped with the reference's
+/// warning), and the service variables of the `kubernetes` service and of a Service of the
+/// pod's namespace, fed into `$(VAR)` expansion; a container whose ConfigMap is missing
+/// waits in CreateContainerConfigError and starts once it is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_from_config_maps_secrets_and_services() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    // "1st" is a valid ConfigMap key but no valid variable name.
+    ensure_configmap(&cluster, "env-settings", &[("mode", "fast"), ("1st", "x")]).await;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "env-creds", "namespace": "default"},
+        "stringData": {"password": "s3cret"},
+    }))
+    .expect("Secret JSON");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.kube.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "backend", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 8080}]},
+    }))
+    .expect("Service JSON");
+    let service =
+        Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.kube.clone(), "default")
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("create Service");
+    let backend_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("the API server gives the service an IP");
+    let kubernetes_ip =
+        Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.kube.clone(), "default")
+            .get("kubernetes")
+            .await
+            .expect("the API server's own service")
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .expect("its IP");
+
+    let script = format!(
+        "test \"$MODE\" = fast && test \"$PASSWORD\" = s3cret && test \"$CFG_mode\" = fast && \
+         test \"$CFG_1st\" = x && test \"$mode\" = fast && \
+         test \"$URL\" = \"http://{backend_ip}:8080/fast\" && \
+         test \"$BACKEND_PORT_8080_TCP\" = \"tcp://{backend_ip}:8080\" && \
+         test \"$BACKEND_SERVICE_PORT_HTTP\" = 8080 && \
+         test \"$KUBERNETES_SERVICE_HOST\" = {kubernetes_ip} && echo env-ok"
+    );
+    let mut pod = api_pod("env-reader", "Never", 1, &[("app", &script)]);
+    let env: serde_json::Value = serde_json::json!({
+        "env": [
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "env-settings", "key": "mode"}}},
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "env-creds", "key": "password"}}},
+            {"name": "URL", "value": "http://$(BACKEND_SERVICE_HOST):$(BACKEND_SERVICE_PORT)/$(MODE)"},
+        ],
+        "envFrom": [
+            {"configMapRef": {"name": "env-settings"}},
+            {"prefix": "CFG_", "configMapRef": {"name": "env-settings"}},
+        ],
+    });
+    let app = &mut pod.spec.as_mut().expect("spec").containers[0];
+    app.env = serde_json::from_value(env["env"].clone()).expect("env JSON");
+    app.env_from = serde_json::from_value(env["envFrom"].clone()).expect("envFrom JSON");
+    let created = cluster.create_pod(&pod).await;
+    let done = cluster
+        .wait_pod("env-reader", "finished", |p| {
+            matches!(phase(p), "Succeeded" | "Failed")
+        })
+        .await;
+    assert_eq!(
+        phase(&done),
+        "Succeeded",
+        "the container did not see its environment: {:?}",
+        container(&done, "app")
+    );
+    let pod_uid = created.metadata.uid.clone().expect("uid");
+    let events = cluster.events_about(&pod_uid).await;
+    let invalid: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("InvalidEnvironmentVariableNames"))
+        .collect();
+    assert_eq!(invalid.len(), 1, "{events:#?}");
+    assert_eq!(
+        invalid[0].message.as_deref(),
+        Some(
+            "Keys [1st] from the EnvFrom configMap default/env-settings were skipped since they are considered invalid environment variable names."
+        )
+    );
+
+    // A ConfigMap that does not exist yet: the container waits, then starts.
+    let mut waiting_pod = api_pod(
+        "env-waiter",
+        "Never",
+        1,
+        &[("app", "test \"$LATER\" = now")],
+    );
+    waiting_pod.spec.as_mut().expect("spec").containers[0].env =
+        serde_json::from_value(serde_json::json!([
+            {"name": "LATER", "valueFrom": {"configMapKeyRef": {"name": "env-later", "key": "k"}}}
+        ]))
+        .expect("env JSON");
+    cluster.create_pod(&waiting_pod).await;
+    let waiting = cluster
+        .wait_pod("env-waiter", "CreateContainerConfigError", |p| {
+            container(p, "app")
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .is_some_and(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+        })
+        .await;
+    let message = container(&waiting, "app")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone());
+    assert_eq!(
+        message.as_deref(),
+        Some("configmap \"env-later\" not found")
+    );
+    ensure_configmap(&cluster, "env-later", &[("k", "now")]).await;
+    let done = cluster
+        .wait_pod("env-waiter", "finished", |p| {
+            matches!(phase(p), "Succeeded" | "Failed")
+        })
+        .await;
+    assert_eq!(phase(&done), "Succeeded", "{:?}", container(&done, "app"));
+}
+
+/// `imagePullSecrets` to a real registry: the kubelet reads the pod's
+/// `kubernetes.io/dockerconfigjson` Secret from the API server and hands the matching
+/// credentials to containerd with the pull; without the secret the pull gets the registry's
+/// 401 and the container waits in ErrImagePull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pull_secrets_reach_a_private_registry() {
+    let registry = tokio::task::spawn_blocking(|| {
+        kubelet_cri::test_registry::TestRegistry::start("robot", "s3cret")
+    })
+    .await
+    .expect("join")
+    .expect("registry");
+    let Some(registry) = registry else { return };
+    let image = tokio::task::block_in_place(|| registry.push_busybox("team/busybox:private"))
+        .expect("push");
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    let config = serde_json::json!({"auths": {registry.host(): {"username": "robot", "password": "s3cret"}}});
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "registry-creds", "namespace": "default"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config.to_string()},
+    }))
+    .expect("Secret JSON");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cluster.kube.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+
+    let private_pod = |name: &str, secret: Option<&str>| {
+        let mut pod = api_pod(name, "Never", 1, &[("app", "echo pulled")]);
+        let spec = pod.spec.as_mut().expect("spec");
+        spec.containers[0].image = Some(image.clone());
+        spec.image_pull_secrets = secret
+            .map(|s| vec![k8s_openapi::api::core::v1::LocalObjectReference { name: s.into() }]);
+        pod
+    };
+    cluster.create_pod(&private_pod("anonymous", None)).await;
+    let refused = cluster
+        .wait_pod("anonymous", "ErrImagePull", |p| {
+            container(p, "app")
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .is_some_and(|w| {
+                    matches!(
+                        w.reason.as_deref(),
+                        Some("ErrImagePull" | "ImagePullBackOff")
+                    )
+                })
+        })
+        .await;
+    let message = container(&refused, "app")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("401 Unauthorized"), "{message}");
+
+    cluster
+        .create_pod(&private_pod("authorized", Some("registry-creds")))
+        .await;
+    let done = cluster
+        .wait_pod("authorized", "finished", |p| {
+            matches!(phase(p), "Succeeded" | "Failed")
+        })
+        .await;
+    assert_eq!(phase(&done), "Succeeded", "{:?}", container(&done, "app"));
+    let app = container(&done, "app").expect("status");
+    assert_eq!(app.image, image);
 }

@@ -1,7 +1,8 @@
 //! `kubelet-core`: the heart of a Kubernetes node agent, as a library.
 //!
 //! It holds the five seams ([`Runtime`], [`VolumePlugin`], [`NetworkPlugin`], [`PodSource`],
-//! [`NodeReporter`]), the generic reconciler that drives them ([`Kubelet`]) with pod status,
+//! [`NodeReporter`]) and where the objects pods name come from ([`objects::PodObjects`]:
+//! ConfigMaps, Secrets, Services), the generic reconciler that drives them ([`Kubelet`]) with pod status,
 //! [`probes`] and lifecycle hooks, the pod sources for static manifest directories and
 //! manifest URLs, the API-server source and reporter ([`apiserver`], default feature
 //! `apiserver`, over kube-rs) with the [`strategic_merge`] patches it sends, and the [`node`]
@@ -34,20 +35,24 @@
 pub mod apiserver;
 pub mod downward_api;
 pub mod error;
+pub mod image_credentials;
 pub mod labels;
 pub mod log_reporter;
 pub mod logs;
 pub mod network;
 pub mod node;
+pub mod objects;
 pub mod probes;
 pub mod quantity;
 pub mod reconciler;
 pub mod reporter;
 pub mod runtime;
+pub mod runtime_class;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod source;
 pub mod sources;
+pub mod stats;
 pub mod strategic_merge;
 #[cfg(feature = "server")]
 pub mod streaming;

@@ -66,15 +66,32 @@ pub struct DnsConfig {
 /// Namespace mode of a pod sandbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum NamespaceMode {
-    /// A namespace of the pod's own.
+    /// A namespace of the pod's own, shared by its containers (for the PID namespace:
+    /// `shareProcessNamespace`).
     #[default]
     Pod,
+    /// A namespace of each container's own (CRI's `CONTAINER`; the PID namespace of a pod
+    /// that neither shares its process namespace nor uses the host's).
+    Container,
     /// The host's namespace.
     Node,
 }
 
-/// Everything the runtime needs to create a pod sandbox.
+/// A seccomp profile, as CRI's `SecurityProfile` carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// The runtime's default profile.
+    #[default]
+    RuntimeDefault,
+    /// No seccomp filtering.
+    Unconfined,
+    /// A profile file on the node, by absolute path.
+    Localhost(String),
+}
+
+/// Everything the runtime needs to create a pod sandbox. Its default has a PID namespace
+/// per container, as a pod that does not share its process namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodSandboxConfig {
     /// Pod identity.
     pub metadata: SandboxMetadata,
@@ -104,6 +121,45 @@ pub struct PodSandboxConfig {
     pub privileged: bool,
     /// Runtime handler (RuntimeClass), empty for the default.
     pub runtime_handler: String,
+    /// UID the sandbox's process runs as (the pod's `securityContext.runAsUser`).
+    pub run_as_user: Option<i64>,
+    /// GID the sandbox's process runs as (the pod's `securityContext.runAsGroup`).
+    pub run_as_group: Option<i64>,
+    /// Supplemental groups of the sandbox's process (fsGroup, then supplementalGroups).
+    pub supplemental_groups: Vec<i64>,
+    /// Seccomp profile of the sandbox's process; `None` leaves it to the runtime.
+    pub seccomp: Option<SeccompProfile>,
+    /// The pod's `overhead` (RuntimeClass), as resources with requests equal to limits.
+    pub overhead: Option<LinuxResources>,
+    /// The sum of the pod's container resources, without the overhead.
+    pub resources: Option<LinuxResources>,
+}
+
+impl Default for PodSandboxConfig {
+    fn default() -> Self {
+        Self {
+            metadata: SandboxMetadata::default(),
+            hostname: String::new(),
+            log_directory: String::new(),
+            dns_config: None,
+            port_mappings: Vec::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            cgroup_parent: String::new(),
+            network: NamespaceMode::Pod,
+            pid: NamespaceMode::Container,
+            ipc: NamespaceMode::Pod,
+            sysctls: BTreeMap::new(),
+            privileged: false,
+            runtime_handler: String::new(),
+            run_as_user: None,
+            run_as_group: None,
+            supplemental_groups: Vec::new(),
+            seccomp: None,
+            overhead: None,
+            resources: None,
+        }
+    }
 }
 
 /// State of a pod sandbox.
@@ -206,11 +262,14 @@ pub struct Capabilities {
     pub drop: Vec<String>,
 }
 
-/// Linux security settings of a container.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Linux security settings of a container. Its default has a PID namespace of the
+/// container's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinuxSecurityContext {
     /// UID to run as.
     pub run_as_user: Option<i64>,
+    /// User name to run as (the image's non-numeric user), when no UID is given.
+    pub run_as_username: String,
     /// GID to run as.
     pub run_as_group: Option<i64>,
     /// Supplemental groups.
@@ -229,6 +288,33 @@ pub struct LinuxSecurityContext {
     pub namespace_pid: NamespaceMode,
     /// IPC namespace mode.
     pub namespace_ipc: NamespaceMode,
+    /// Seccomp profile; `None` leaves it to the runtime.
+    pub seccomp: Option<SeccompProfile>,
+    /// Paths masked in the container (`procMount: Default`: the runtime's usual list).
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only in the container.
+    pub readonly_paths: Vec<String>,
+}
+
+impl Default for LinuxSecurityContext {
+    fn default() -> Self {
+        Self {
+            run_as_user: None,
+            run_as_username: String::new(),
+            run_as_group: None,
+            supplemental_groups: Vec::new(),
+            privileged: false,
+            readonly_rootfs: false,
+            capabilities: None,
+            no_new_privs: false,
+            namespace_network: NamespaceMode::Pod,
+            namespace_pid: NamespaceMode::Container,
+            namespace_ipc: NamespaceMode::Pod,
+            seccomp: None,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+        }
+    }
 }
 
 /// Everything the runtime needs to create a container.
@@ -330,6 +416,10 @@ pub struct ImageInfo {
     pub size: u64,
     /// Whether the image is pinned (never garbage collected).
     pub pinned: bool,
+    /// The numeric user the image runs as (its config's `User`), when numeric.
+    pub uid: Option<i64>,
+    /// The image's user when it is a name rather than a number.
+    pub username: String,
 }
 
 /// Registry credentials for a pull.

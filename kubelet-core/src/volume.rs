@@ -5,25 +5,53 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
+use crate::downward_api::NodeAllocatable;
 use crate::error::VolumeError;
 
+pub use crate::volume_plugins::{FakeMounter, HostMounter, Mounter};
+
 /// Where a volume's pod-level data lives on the node once set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountedVolume {
     /// Host path that containers bind-mount (sub-paths are resolved below it).
     pub host_path: PathBuf,
     /// Whether the volume must be mounted read-only whatever the container asks.
     pub read_only: bool,
+    /// The size the volume may use on the node's disk (an on-disk `emptyDir`'s
+    /// `sizeLimit`), recorded for whoever enforces it; memory-backed volumes are limited by
+    /// their tmpfs size instead and leave it `None`.
+    pub size_limit_bytes: Option<u64>,
 }
 
 /// Where a pod's volume directories live: `<root>/pods/<uid>/volumes/<plugin>/<name>`,
-/// as the reference kubelet lays them out.
+/// as the reference kubelet lays them out, and what the node offers.
 #[derive(Debug, Clone, Copy)]
 pub struct VolumeContext<'a> {
     /// The pod the volume belongs to.
     pub pod: &'a Pod,
     /// `<root-dir>/pods/<uid>`.
     pub pod_dir: &'a Path,
+    /// The node's allocatable resources: the downward-API value of a `limits.*` the
+    /// container leaves unset, and the size of memory-backed volumes of pods without a
+    /// memory limit. Zeros mean unknown.
+    pub node_allocatable: NodeAllocatable,
+}
+
+impl<'a> VolumeContext<'a> {
+    /// The context of `pod`'s volumes below `pod_dir`, with the node's allocatable unknown.
+    pub fn new(pod: &'a Pod, pod_dir: &'a Path) -> Self {
+        Self {
+            pod,
+            pod_dir,
+            node_allocatable: NodeAllocatable::default(),
+        }
+    }
+
+    /// The same, with the node's allocatable resources.
+    pub fn with_node_allocatable(mut self, node_allocatable: NodeAllocatable) -> Self {
+        self.node_allocatable = node_allocatable;
+        self
+    }
 }
 
 /// A volume type handler: built-ins (emptyDir, hostPath, ...) in core, CSI in `kubelet-csi`.

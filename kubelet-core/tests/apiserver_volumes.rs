@@ -51,7 +51,9 @@ async fn setup() -> Setup {
         .unwrap();
     // No TTL: each setup sees the server's current objects.
     let fetcher = Arc::new(PodObjectFetcher::new(client).with_ttl(Duration::ZERO));
-    let plugin = ApiObjectVolumePlugin::new(fetcher.clone());
+    // Memory-backed volumes are recorded, not mounted: these tests look at the files.
+    let plugin = ApiObjectVolumePlugin::new(fetcher.clone())
+        .with_mounter(Arc::new(kubelet_core::volume::FakeMounter::new()));
     Setup {
         server,
         fetcher,
@@ -165,10 +167,7 @@ async fn a_configmap_with_items_and_modes_and_its_update() {
         }],
     );
     let pod_dir = s.pod_dir();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: &pod_dir,
-    };
+    let ctx = VolumeContext::new(&pod, &pod_dir);
     let v = volume(&pod, "config");
     let m = s.plugin.setup(&ctx, &v).await.unwrap();
     assert_eq!(
@@ -240,10 +239,7 @@ async fn a_secret_is_written_decoded() {
         }],
     );
     let pod_dir = s.pod_dir();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: &pod_dir,
-    };
+    let ctx = VolumeContext::new(&pod, &pod_dir);
     let m = s.plugin.setup(&ctx, &volume(&pod, "creds")).await.unwrap();
     assert_eq!(
         m.host_path,
@@ -304,10 +300,7 @@ async fn optional_missing_objects_and_keys_are_skipped_required_ones_fail() {
         ],
     );
     let pod_dir = s.pod_dir();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: &pod_dir,
-    };
+    let ctx = VolumeContext::new(&pod, &pod_dir);
     let m = s
         .plugin
         .setup(&ctx, &volume(&pod, "opt-missing"))
@@ -413,10 +406,7 @@ async fn the_kube_api_access_volume_as_admission_injects_it() {
     let pod = create_pod(&s.server, vec![kube_api_access()]);
     let uid = pod.metadata.uid.clone().unwrap();
     let pod_dir = s.pod_dir();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: &pod_dir,
-    };
+    let ctx = VolumeContext::new(&pod, &pod_dir);
     let v = volume(&pod, "kube-api-access-x7k2p");
     let m = s.plugin.setup(&ctx, &v).await.unwrap();
     assert_eq!(
@@ -536,10 +526,7 @@ async fn a_downward_api_volume_with_labels_and_annotations() {
     });
     let pod = s.server.create(&pod).unwrap();
     let pod_dir = s.pod_dir();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: &pod_dir,
-    };
+    let ctx = VolumeContext::new(&pod, &pod_dir);
     let m = s.plugin.setup(&ctx, &volume(&pod, "info")).await.unwrap();
     assert_eq!(
         m.host_path,

@@ -551,3 +551,163 @@ async fn builtin_patch_schema_is_the_servers() {
     }
     assert_eq!(live.types.len(), builtin.types.len());
 }
+
+/// What a create of `obj` at `path` (namespace `default`) gives: the stored object, or the
+/// refusal.
+async fn create_raw(client: &kube::Client, plural: &str, obj: &Value) -> Result<Value, Outcome> {
+    let request = http::Request::post(format!("/api/v1/namespaces/default/{plural}"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(obj).expect("JSON"))
+        .expect("request");
+    match client.request::<Value>(request).await {
+        Ok(v) => Ok(v),
+        Err(kube::Error::Api(s)) => Err(Outcome::Refused {
+            code: s.code,
+            reason: s.reason,
+            message: s.message,
+        }),
+        Err(e) => panic!("create {plural}: {e}"),
+    }
+}
+
+/// The Services and ConfigMap keys the kubelet's environment code depends on: the API
+/// server's own `kubernetes` Service, a cluster IP allocated from the service range with the
+/// defaults of core/v1, and the keys a ConfigMap may have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_config_keys_as_kube_apiserver_keeps_them() {
+    let (_fake, _real, targets) = targets().await;
+    let mut outcomes = Vec::new();
+    for t in &targets {
+        // The node may list Services cluster-wide (the service environment variables).
+        let services = Api::<k8s_openapi::api::core::v1::Service>::all(t.node.clone())
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{}: node lists services: {e}", t.name));
+        let kubernetes = services
+            .items
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("kubernetes"))
+            .unwrap_or_else(|| panic!("{}: no kubernetes service", t.name));
+        let spec = kubernetes.spec.as_ref().expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.0.0.1"), "{}", t.name);
+        let port = &spec.ports.as_ref().expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.protocol.as_deref()),
+            (Some("https"), 443, Some("TCP")),
+            "{}",
+            t.name
+        );
+
+        let mut got = Vec::new();
+        let svc = create_raw(
+            &t.admin,
+            "services",
+            &json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: create service: {e:?}", t.name));
+        let ip = svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            ip.starts_with("10.0.0.") && ip != "10.0.0.1",
+            "{}: {ip}",
+            t.name
+        );
+        assert_eq!(svc["spec"]["clusterIPs"], json!([ip]), "{}", t.name);
+        let mut spec = svc["spec"].clone();
+        for allocated in ["clusterIP", "clusterIPs"] {
+            spec.as_object_mut().expect("spec").remove(allocated);
+        }
+        got.push(Outcome::Stored(spec));
+        let headless = create_raw(
+            &t.admin,
+            "services",
+            &json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None"}}),
+        )
+        .await
+        .map(|v| Outcome::Stored(v["spec"].clone()));
+        got.push(headless.unwrap_or_else(|e| e));
+        for refused in [
+            json!({"metadata": {"name": "no-ports"}, "spec": {}}),
+            json!({"metadata": {"name": "taken"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}),
+            json!({"metadata": {"name": "outside"}, "spec": {"clusterIP": "10.9.0.5", "ports": [{"port": 80}]}}),
+        ] {
+            got.push(
+                create_raw(&t.admin, "services", &refused)
+                    .await
+                    .map(Outcome::Stored)
+                    .unwrap_or_else(|e| e),
+            );
+        }
+        // One bad key a ConfigMap: kube-apiserver reports several in Go's map order.
+        for data in [
+            json!({"ok.key-1_x": "1", "bad key": "2"}),
+            json!({"..dots": "3"}),
+        ] {
+            let bad_key = create_raw(
+                &t.admin,
+                "configmaps",
+                &json!({"metadata": {"name": "keys"}, "data": data}),
+            )
+            .await
+            .map(Outcome::Stored)
+            .unwrap_or_else(|e| e);
+            got.push(bad_key);
+        }
+        // The same message whatever IP the server picked.
+        let got: Vec<Outcome> = got
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Refused {
+                    code,
+                    reason,
+                    message,
+                } => Outcome::Refused {
+                    code,
+                    reason,
+                    message: message.replace(&ip, "<ip>"),
+                },
+                stored => stored,
+            })
+            .collect();
+        outcomes.push((t.name, got));
+    }
+    let (first, expected) = &outcomes[0];
+    for (other, got) in &outcomes[1..] {
+        assert_eq!(got, expected, "{other} (left) and {first} (right) disagree");
+    }
+    let refused = |i: usize| match &expected[i] {
+        Outcome::Refused { code, message, .. } => (*code, message.clone()),
+        other => panic!("case {i} was stored: {other:?}"),
+    };
+    assert_eq!(
+        expected[0],
+        Outcome::Stored(json!({
+            "internalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        }))
+    );
+    assert_eq!(
+        refused(2),
+        (
+            422,
+            "Service \"no-ports\" is invalid: spec.ports: Required value".to_string()
+        )
+    );
+    assert_eq!(refused(3).0, 422);
+    assert_eq!(
+        refused(4).1,
+        "Service \"outside\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.9.0.5\"}: failed to allocate IP 10.9.0.5: the provided IP (10.9.0.5) is not in the valid range. The range of valid IPs is 10.0.0.0/24"
+    );
+    assert!(refused(5).1.contains("data[bad key]"), "{:?}", refused(5));
+    assert_eq!(
+        refused(6).1,
+        "ConfigMap \"keys\" is invalid: data[..dots]: Invalid value: \"..dots\": must not start with '..'"
+    );
+}

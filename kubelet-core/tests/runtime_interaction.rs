@@ -144,8 +144,9 @@ async fn a_new_pod_makes_sandbox_then_checks_image_then_creates_and_starts() {
                 ..Default::default()
             })
         });
+    // Twice, as the reference: to honour the pull policy, then for the image's user.
     rt.expect_image_status()
-        .times(1)
+        .times(2)
         .in_sequence(&mut seq)
         .with(predicate::eq(image.to_string()))
         .returning(|i| {

@@ -12,11 +12,44 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::labels;
+use kubelet_core::reconciler::env::{EnvObjects, container_env};
 use kubelet_core::reconciler::spec::{
-    self, SpecSettings, container_config, expand_vars, milli_cpu_to_quota, milli_cpu_to_shares,
-    oom_score_adj, sandbox_config,
+    self, SpecSettings, expand_vars, milli_cpu_to_quota, milli_cpu_to_shares, oom_score_adj,
+    sandbox_config,
 };
-use kubelet_core::runtime::{DnsConfig, Mount, NamespaceMode, PortMapping, Protocol};
+use kubelet_core::runtime::{
+    ContainerConfig, DnsConfig, Mount, NamespaceMode, PortMapping, Protocol,
+};
+
+/// The container config with its environment, on a node with an (empty) object source.
+fn container_config(
+    p: &Pod,
+    c: &Container,
+    restart_count: u32,
+    mounts: Vec<Mount>,
+    settings: &SpecSettings,
+) -> Result<ContainerConfig, String> {
+    config_with(
+        p,
+        c,
+        restart_count,
+        mounts,
+        settings,
+        &EnvObjects::given(vec![], vec![], vec![]),
+    )
+}
+
+fn config_with(
+    p: &Pod,
+    c: &Container,
+    restart_count: u32,
+    mounts: Vec<Mount>,
+    settings: &SpecSettings,
+    objects: &EnvObjects,
+) -> Result<ContainerConfig, String> {
+    let env = container_env(p, c, objects, settings)?;
+    spec::container_config(p, c, restart_count, mounts, env.vars, settings)
+}
 
 fn resources(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Option<ResourceRequirements> {
     let list = |items: &[(&str, &str)]| {
@@ -326,7 +359,8 @@ fn container_config_of_a_full_spec() {
         Some(600),
         "pod value when container sets none"
     );
-    assert_eq!(sec.supplemental_groups, vec![700, 800, 900]);
+    // fsGroup first, then supplementalGroups, as the reference appends them.
+    assert_eq!(sec.supplemental_groups, vec![900, 700, 800]);
     assert!(sec.readonly_rootfs);
     assert!(sec.no_new_privs);
     assert!(!sec.privileged);
@@ -433,16 +467,16 @@ fn unresolvable_env_sources_name_the_field() {
     let mut p = pod(vec![container("first"), c.clone()]);
     spec_mut(&mut p).init_containers = Some(vec![init.clone()]);
 
+    // As the reference: the object is not there (the reference's object managers' words).
     let err = container_config(&p, &c, 0, vec![], &SpecSettings::default()).expect_err("cm");
-    assert!(
-        err.starts_with("spec.containers[1].env[1].valueFrom"),
-        "{err}"
-    );
+    assert_eq!(err, "configmap \"cm\" not found");
     let err = container_config(&p, &init, 0, vec![], &SpecSettings::default()).expect_err("cm");
-    assert!(
-        err.starts_with("spec.initContainers[0].env[1].valueFrom"),
-        "{err}"
-    );
+    assert_eq!(err, "configmap \"cm\" not found");
+    // A kubelet without an API server cannot resolve any, optional or not.
+    let none = EnvObjects::default();
+    let err =
+        config_with(&p, &c, 0, vec![], &SpecSettings::default(), &none).expect_err("no client");
+    assert_eq!(err, "couldn't get configMap prod/cm, no kubeClient defined");
 
     let mut from_secret = container("app");
     from_secret.env_from = Some(vec![
@@ -464,11 +498,13 @@ fn unresolvable_env_sources_name_the_field() {
     let p = pod(vec![from_secret.clone()]);
     let err = container_config(&p, &from_secret, 0, vec![], &SpecSettings::default())
         .expect_err("secret");
-    assert!(
-        err.starts_with("spec.containers[0].envFrom[1].secretRef"),
-        "{err}"
+    assert_eq!(err, "secret \"creds\" not found");
+    let err = config_with(&p, &from_secret, 0, vec![], &SpecSettings::default(), &none)
+        .expect_err("no client");
+    assert_eq!(
+        err,
+        "couldn't get configMap prod/optional-cm, no kubeClient defined"
     );
-    assert!(err.contains("\"creds\""), "{err}");
 
     let mut bad_field = container("app");
     bad_field.env = Some(vec![env_from("X", field_ref("spec.nope"))]);
@@ -500,7 +536,7 @@ fn unresolvable_env_sources_name_the_field() {
     });
     let p = pod(vec![root.clone()]);
     let err = container_config(&p, &root, 0, vec![], &SpecSettings::default()).expect_err("root");
-    assert!(err.contains("runAsNonRoot"), "{err}");
+    assert!(err.contains("breaks non-root policy"), "{err}");
 }
 
 #[test]
@@ -545,10 +581,12 @@ fn sandbox_config_of_a_pod() {
     let settings = SpecSettings {
         cluster_dns: vec!["10.96.0.10".into()],
         cluster_domain: "cluster.local".into(),
+        // No node resolv.conf: nothing of the host's in the cluster settings.
+        resolv_conf: String::new(),
         ..Default::default()
     };
 
-    let cfg = sandbox_config(&p, 2, &settings);
+    let cfg = sandbox_config(&p, 2, &settings).expect("sandbox config");
     assert_eq!(cfg.metadata.name, "web");
     assert_eq!(cfg.metadata.namespace, "prod");
     assert_eq!(cfg.metadata.uid, "uid-1");
@@ -602,26 +640,46 @@ fn sandbox_config_of_a_pod() {
     assert!(cfg.privileged, "an init container is privileged");
 }
 
+/// A node resolv.conf for DNS tests, and settings that read it.
+fn node_resolv_conf() -> (tempfile::NamedTempFile, SpecSettings) {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().expect("temp resolv.conf");
+    file.write_all(b"nameserver 192.0.2.53\nsearch corp.example\noptions timeout:1\n")
+        .expect("write resolv.conf");
+    let settings = SpecSettings {
+        cluster_dns: vec!["10.96.0.10".into()],
+        cluster_domain: "cluster.local".into(),
+        resolv_conf: file.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    (file, settings)
+}
+
+fn node_dns() -> DnsConfig {
+    DnsConfig {
+        servers: vec!["192.0.2.53".into()],
+        searches: vec!["corp.example".into()],
+        options: vec!["timeout:1".into()],
+    }
+}
+
 #[test]
 fn host_network_sandbox_has_no_hostname_and_host_dns() {
     let mut p = pod(vec![container("app")]);
     spec_mut(&mut p).host_network = Some(true);
-    let settings = SpecSettings {
-        cluster_dns: vec!["10.96.0.10".into()],
-        cluster_domain: "cluster.local".into(),
-        ..Default::default()
-    };
-    let cfg = sandbox_config(&p, 0, &settings);
+    let (_file, settings) = node_resolv_conf();
+    let cfg = sandbox_config(&p, 0, &settings).expect("sandbox config");
     assert_eq!(cfg.hostname, "");
     assert_eq!(cfg.network, NamespaceMode::Node);
     assert_eq!(
-        cfg.dns_config, None,
-        "ClusterFirst falls back to the host on hostNetwork"
+        cfg.dns_config,
+        Some(node_dns()),
+        "ClusterFirst falls back to the node's resolv.conf on hostNetwork"
     );
     assert!(!cfg.privileged);
 
     spec_mut(&mut p).dns_policy = Some("ClusterFirstWithHostNet".into());
-    let cfg = sandbox_config(&p, 0, &settings);
+    let cfg = sandbox_config(&p, 0, &settings).expect("sandbox config");
     assert_eq!(
         cfg.dns_config.map(|d| d.servers),
         Some(vec!["10.96.0.10".to_string()])
@@ -630,21 +688,28 @@ fn host_network_sandbox_has_no_hostname_and_host_dns() {
 
 #[test]
 fn dns_policies() {
-    let cluster = SpecSettings {
-        cluster_dns: vec!["10.96.0.10".into()],
-        cluster_domain: "cluster.local".into(),
-        ..Default::default()
-    };
+    let (_file, cluster) = node_resolv_conf();
     let mut p = pod(vec![container("app")]);
 
     spec_mut(&mut p).dns_policy = Some("Default".into());
-    assert_eq!(sandbox_config(&p, 0, &cluster).dns_config, None);
+    assert_eq!(
+        sandbox_config(&p, 0, &cluster)
+            .expect("sandbox config")
+            .dns_config,
+        Some(node_dns())
+    );
 
     spec_mut(&mut p).dns_policy = Some("ClusterFirst".into());
+    let no_cluster_dns = SpecSettings {
+        cluster_dns: Vec::new(),
+        ..cluster.clone()
+    };
     assert_eq!(
-        sandbox_config(&p, 0, &SpecSettings::default()).dns_config,
-        None,
-        "no cluster DNS configured"
+        sandbox_config(&p, 0, &no_cluster_dns)
+            .expect("sandbox config")
+            .dns_config,
+        Some(node_dns()),
+        "no cluster DNS configured: the node's"
     );
 
     spec_mut(&mut p).dns_policy = Some("None".into());
@@ -663,7 +728,9 @@ fn dns_policies() {
         ]),
     });
     assert_eq!(
-        sandbox_config(&p, 0, &cluster).dns_config,
+        sandbox_config(&p, 0, &cluster)
+            .expect("sandbox config")
+            .dns_config,
         Some(DnsConfig {
             servers: vec!["1.1.1.1".into()],
             searches: vec!["example.com".into()],
@@ -674,6 +741,7 @@ fn dns_policies() {
     // ClusterFirst merges the pod's dnsConfig; its ndots overrides the default.
     spec_mut(&mut p).dns_policy = None;
     let dns = sandbox_config(&p, 0, &cluster)
+        .expect("sandbox config")
         .dns_config
         .expect("cluster dns");
     assert_eq!(dns.servers, vec!["10.96.0.10", "1.1.1.1"]);
@@ -683,6 +751,7 @@ fn dns_policies() {
             "prod.svc.cluster.local",
             "svc.cluster.local",
             "cluster.local",
+            "corp.example",
             "example.com"
         ]
     );
@@ -703,7 +772,9 @@ fn cgroup_parent_per_qos_class() {
     for (c, want) in cases {
         let p = pod(vec![c]);
         assert_eq!(
-            sandbox_config(&p, 0, &SpecSettings::default()).cgroup_parent,
+            sandbox_config(&p, 0, &SpecSettings::default())
+                .expect("sandbox config")
+                .cgroup_parent,
             want
         );
     }
@@ -714,14 +785,18 @@ fn hostname_from_spec_truncated_and_fqdn() {
     let mut p = pod(vec![container("app")]);
     spec_mut(&mut p).hostname = Some("custom".into());
     assert_eq!(
-        sandbox_config(&p, 0, &SpecSettings::default()).hostname,
+        sandbox_config(&p, 0, &SpecSettings::default())
+            .expect("sandbox config")
+            .hostname,
         "custom"
     );
 
     p.metadata.name = Some(format!("{}-{}", "a".repeat(62), "rest"));
     spec_mut(&mut p).hostname = None;
     assert_eq!(
-        sandbox_config(&p, 0, &SpecSettings::default()).hostname,
+        sandbox_config(&p, 0, &SpecSettings::default())
+            .expect("sandbox config")
+            .hostname,
         "a".repeat(62),
         "cut at 63 and the trailing '-' trimmed"
     );
@@ -734,7 +809,9 @@ fn hostname_from_spec_truncated_and_fqdn() {
         ..Default::default()
     };
     assert_eq!(
-        sandbox_config(&p, 0, &settings).hostname,
+        sandbox_config(&p, 0, &settings)
+            .expect("sandbox config")
+            .hostname,
         "web.sub.prod.svc.cluster.local"
     );
 }

@@ -172,6 +172,7 @@ impl Case {
             host_ips: &["192.168.1.10".to_string()],
             terminating: self.terminating,
             runtime_name: "containerd",
+            evicted: None,
             now: now(),
         })
     }
@@ -1023,6 +1024,7 @@ fn pod_level_fields() {
         host_ips: &["192.168.1.10".to_string()],
         terminating: false,
         runtime_name: "containerd",
+        evicted: None,
         now: now(),
     });
     assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.10"));

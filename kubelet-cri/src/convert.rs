@@ -15,21 +15,10 @@ fn to_btree_map(map: HashMap<String, String>) -> BTreeMap<String, String> {
     map.into_iter().collect()
 }
 
-/// Namespace mode of the network and IPC namespaces.
-fn shared_namespace_mode(mode: core::NamespaceMode) -> cri::NamespaceMode {
+fn namespace_mode(mode: core::NamespaceMode) -> cri::NamespaceMode {
     match mode {
         core::NamespaceMode::Pod => cri::NamespaceMode::Pod,
-        core::NamespaceMode::Node => cri::NamespaceMode::Node,
-    }
-}
-
-/// Namespace mode of the PID namespace. As in the reference kubelet, a pod that does not use
-/// the host's PID namespace gives each container a PID namespace of its own (CONTAINER):
-/// `Pod` in the core types means "not the host's" here, since the core types carry no
-/// `shareProcessNamespace` yet.
-fn pid_namespace_mode(mode: core::NamespaceMode) -> cri::NamespaceMode {
-    match mode {
-        core::NamespaceMode::Pod => cri::NamespaceMode::Container,
+        core::NamespaceMode::Container => cri::NamespaceMode::Container,
         core::NamespaceMode::Node => cri::NamespaceMode::Node,
     }
 }
@@ -40,10 +29,29 @@ fn namespace_options(
     ipc: core::NamespaceMode,
 ) -> cri::NamespaceOption {
     cri::NamespaceOption {
-        network: shared_namespace_mode(network) as i32,
-        pid: pid_namespace_mode(pid) as i32,
-        ipc: shared_namespace_mode(ipc) as i32,
+        network: namespace_mode(network) as i32,
+        pid: namespace_mode(pid) as i32,
+        ipc: namespace_mode(ipc) as i32,
         ..Default::default()
+    }
+}
+
+/// CRI's security profile for a seccomp profile.
+pub fn security_profile(profile: &core::SeccompProfile) -> cri::SecurityProfile {
+    use cri::security_profile::ProfileType;
+    match profile {
+        core::SeccompProfile::RuntimeDefault => cri::SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        },
+        core::SeccompProfile::Unconfined => cri::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        },
+        core::SeccompProfile::Localhost(path) => cri::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: path.clone(),
+        },
     }
 }
 
@@ -99,12 +107,28 @@ pub fn sandbox_config(config: &core::PodSandboxConfig) -> cri::PodSandboxConfig 
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(config.network, config.pid, config.ipc)),
                 privileged: config.privileged,
+                run_as_user: config.run_as_user.map(|value| cri::Int64Value { value }),
+                run_as_group: config.run_as_group.map(|value| cri::Int64Value { value }),
+                supplemental_groups: config.supplemental_groups.clone(),
+                seccomp: config.seccomp.as_ref().map(security_profile),
                 ..Default::default()
             }),
             sysctls: to_hash_map(&config.sysctls),
-            ..Default::default()
+            overhead: config.overhead.as_ref().map(linux_resources),
+            resources: config.resources.as_ref().map(linux_resources),
         }),
         windows: None,
+    }
+}
+
+fn linux_resources(res: &core::LinuxResources) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_period: res.cpu_period,
+        cpu_quota: res.cpu_quota,
+        cpu_shares: res.cpu_shares,
+        memory_limit_in_bytes: res.memory_limit_in_bytes,
+        oom_score_adj: res.oom_score_adj,
+        ..Default::default()
     }
 }
 
@@ -148,14 +172,7 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
         stdin_once: config.stdin_once,
         tty: config.tty,
         linux: Some(cri::LinuxContainerConfig {
-            resources: Some(cri::LinuxContainerResources {
-                cpu_period: res.cpu_period,
-                cpu_quota: res.cpu_quota,
-                cpu_shares: res.cpu_shares,
-                memory_limit_in_bytes: res.memory_limit_in_bytes,
-                oom_score_adj: res.oom_score_adj,
-                ..Default::default()
-            }),
+            resources: Some(linux_resources(res)),
             security_context: Some(cri::LinuxContainerSecurityContext {
                 capabilities: sec.capabilities.as_ref().map(|c| cri::Capability {
                     add_capabilities: c.add.clone(),
@@ -170,9 +187,13 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
                 )),
                 run_as_user: sec.run_as_user.map(|value| cri::Int64Value { value }),
                 run_as_group: sec.run_as_group.map(|value| cri::Int64Value { value }),
+                run_as_username: sec.run_as_username.clone(),
                 readonly_rootfs: sec.readonly_rootfs,
                 supplemental_groups: sec.supplemental_groups.clone(),
                 no_new_privs: sec.no_new_privs,
+                masked_paths: sec.masked_paths.clone(),
+                readonly_paths: sec.readonly_paths.clone(),
+                seccomp: sec.seccomp.as_ref().map(security_profile),
                 ..Default::default()
             }),
         }),
@@ -354,6 +375,8 @@ pub fn image_info(image: cri::Image) -> core::ImageInfo {
         repo_digests: image.repo_digests,
         size: image.size,
         pinned: image.pinned,
+        uid: image.uid.map(|u| u.value),
+        username: image.username,
     }
 }
 
@@ -424,6 +447,24 @@ mod tests {
             sysctls: BTreeMap::from([("net.ipv4.ip_unprivileged_port_start".into(), "0".into())]),
             privileged: true,
             runtime_handler: String::new(),
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![2000, 4000],
+            seccomp: Some(core::SeccompProfile::RuntimeDefault),
+            overhead: Some(core::LinuxResources {
+                cpu_period: 100_000,
+                cpu_quota: 25_000,
+                cpu_shares: 256,
+                memory_limit_in_bytes: 128 << 20,
+                oom_score_adj: 0,
+            }),
+            resources: Some(core::LinuxResources {
+                cpu_period: 100_000,
+                cpu_quota: 0,
+                cpu_shares: 2,
+                memory_limit_in_bytes: 0,
+                oom_score_adj: 0,
+            }),
         }
     }
 
@@ -460,8 +501,28 @@ mod tests {
         let linux = c.linux.as_ref().unwrap();
         assert_eq!(linux.cgroup_parent, "/kubepods/besteffort/poduid-1");
         assert_eq!(linux.sysctls["net.ipv4.ip_unprivileged_port_start"], "0");
+        let overhead = linux.overhead.as_ref().unwrap();
+        assert_eq!(
+            (
+                overhead.cpu_shares,
+                overhead.cpu_quota,
+                overhead.memory_limit_in_bytes
+            ),
+            (256, 25_000, 128 << 20)
+        );
+        assert_eq!(linux.resources.as_ref().map(|r| r.cpu_shares), Some(2));
         let sc = linux.security_context.as_ref().unwrap();
         assert!(sc.privileged);
+        assert_eq!(sc.run_as_user, Some(cri::Int64Value { value: 1000 }));
+        assert_eq!(sc.run_as_group, Some(cri::Int64Value { value: 3000 }));
+        assert_eq!(sc.supplemental_groups, [2000, 4000]);
+        assert_eq!(
+            sc.seccomp,
+            Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            })
+        );
         let ns = sc.namespace_options.as_ref().unwrap();
         assert_eq!(ns.network, cri::NamespaceMode::Pod as i32);
         assert_eq!(ns.pid, cri::NamespaceMode::Node as i32);
@@ -472,7 +533,7 @@ mod tests {
     fn host_network_sandbox_uses_node_namespace() {
         let mut cfg = full_sandbox();
         cfg.network = core::NamespaceMode::Node;
-        cfg.pid = core::NamespaceMode::Pod;
+        cfg.pid = core::NamespaceMode::Container;
         cfg.ipc = core::NamespaceMode::Pod;
         let c = sandbox_config(&cfg);
         let ns = c
@@ -484,6 +545,58 @@ mod tests {
         // Not the host's PID namespace: one per container, as the reference kubelet does.
         assert_eq!(ns.pid, cri::NamespaceMode::Container as i32);
         assert_eq!(ns.ipc, cri::NamespaceMode::Pod as i32);
+
+        // shareProcessNamespace: one PID namespace for the pod.
+        cfg.pid = core::NamespaceMode::Pod;
+        let ns = sandbox_config(&cfg)
+            .linux
+            .and_then(|l| l.security_context)
+            .and_then(|s| s.namespace_options)
+            .unwrap();
+        assert_eq!(ns.pid, cri::NamespaceMode::Pod as i32);
+        // Unset security fields stay unset.
+        let sc = sandbox_config(&core::PodSandboxConfig::default())
+            .linux
+            .and_then(|l| l.security_context)
+            .unwrap();
+        assert_eq!((sc.run_as_user, sc.seccomp), (None, None));
+    }
+
+    #[test]
+    fn seccomp_profiles_map() {
+        use cri::security_profile::ProfileType;
+        let localhost = security_profile(&core::SeccompProfile::Localhost(
+            "/var/lib/kubelet/seccomp/audit.json".into(),
+        ));
+        assert_eq!(localhost.profile_type, ProfileType::Localhost as i32);
+        assert_eq!(
+            localhost.localhost_ref,
+            "/var/lib/kubelet/seccomp/audit.json"
+        );
+        assert_eq!(
+            security_profile(&core::SeccompProfile::Unconfined).profile_type,
+            ProfileType::Unconfined as i32
+        );
+        assert_eq!(
+            security_profile(&core::SeccompProfile::RuntimeDefault).profile_type,
+            ProfileType::RuntimeDefault as i32
+        );
+    }
+
+    #[test]
+    fn image_user_maps() {
+        let numeric = image_info(cri::Image {
+            id: "sha256:1".into(),
+            uid: Some(cri::Int64Value { value: 1000 }),
+            ..Default::default()
+        });
+        assert_eq!((numeric.uid, numeric.username.as_str()), (Some(1000), ""));
+        let named = image_info(cri::Image {
+            id: "sha256:2".into(),
+            username: "nobody".into(),
+            ..Default::default()
+        });
+        assert_eq!((named.uid, named.username.as_str()), (None, "nobody"));
     }
 
     #[test]
@@ -530,6 +643,10 @@ mod tests {
             },
             security: core::LinuxSecurityContext {
                 run_as_user: Some(1000),
+                run_as_username: String::new(),
+                seccomp: Some(core::SeccompProfile::Localhost("/p.json".into())),
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec!["/proc/sys".into()],
                 run_as_group: Some(2000),
                 supplemental_groups: vec![3000],
                 privileged: true,
@@ -595,6 +712,12 @@ mod tests {
         assert_eq!(s.run_as_group, Some(cri::Int64Value { value: 2000 }));
         assert_eq!(s.supplemental_groups, [3000]);
         assert!(s.privileged && s.readonly_rootfs && s.no_new_privs);
+        assert_eq!(s.masked_paths, ["/proc/kcore"]);
+        assert_eq!(s.readonly_paths, ["/proc/sys"]);
+        assert_eq!(
+            s.seccomp.as_ref().map(|p| p.localhost_ref.as_str()),
+            Some("/p.json")
+        );
         let caps = s.capabilities.as_ref().unwrap();
         assert_eq!(caps.add_capabilities, ["NET_ADMIN"]);
         assert_eq!(caps.drop_capabilities, ["ALL"]);

@@ -32,6 +32,8 @@ pub mod convert;
 mod error;
 mod runtime;
 #[cfg(feature = "testing")]
+pub mod test_registry;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{CriError, pull_status_to_error, status_to_error};

@@ -107,7 +107,7 @@ pub enum TestEnvError {
     },
 }
 
-fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> TestEnvError {
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> TestEnvError {
     let path = path.into();
     move |source| TestEnvError::Io { path, source }
 }
@@ -446,7 +446,7 @@ fn acquire_host_lock() -> Result<File, TestEnvError> {
 
 /// The directory holding `busybox.tar` and `pause.tar`, built once per script version and
 /// reused by later test processes.
-fn image_dir() -> Result<PathBuf, TestEnvError> {
+pub(crate) fn image_dir() -> Result<PathBuf, TestEnvError> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     if let Some(dir) = BUILT.get() {
         return Ok(dir.clone());
@@ -507,7 +507,7 @@ fn write_config(base: &Path, socket: &Path) -> Result<(), TestEnvError> {
     fs::write(&file, config).map_err(io_err(&file))
 }
 
-fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<String, TestEnvError> {
+pub(crate) fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<String, TestEnvError> {
     let command = || {
         std::iter::once(program.to_string())
             .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))

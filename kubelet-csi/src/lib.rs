@@ -1,16 +1,59 @@
-//! `kubelet-csi`: CSI volumes for the kubelet (not implemented yet).
+//! `kubelet-csi`: the kubelet's half of the Container Storage Interface.
 //!
-//! This crate will hold a `kubelet_core::VolumePlugin` for CSI node drivers: the node side
-//! of the Container Storage Interface over gRPC on the drivers' unix sockets
-//! (`NodeGetInfo`, `NodeGetCapabilities`, `NodeStageVolume`/`NodeUnstageVolume`,
-//! `NodePublishVolume`/`NodeUnpublishVolume`, `NodeGetVolumeStats`), compiled from a proto of
-//! our own with the CSI spec's field numbers (no maintained CSI crate exists), plus driver
-//! registration through the kubelet plugin-registration socket directory
-//! (`<root-dir>/plugins_registry`). It exists now so that the workspace has its final shape;
-//! it deliberately has no behaviour until that work is done, and the kubelet does not
-//! register it.
+//! - [`proto`]: the CSI v1 node-side API (`csi.v1` Identity and Node services) and the kubelet
+//!   plugin registration API (`pluginregistration.Registration`), compiled from the crate's
+//!   own protos with the upstream field numbers.
+//! - [`CsiClient`]: a driver's Identity and Node services over its unix socket, every call
+//!   bounded by a timeout, failures typed as [`CsiError`] and classified as the reference
+//!   kubelet does: *final* (the operation failed) or *uncertain* (it may still be in progress;
+//!   see [`error`]).
+//! - [`PluginWatcher`]: watches `<root-dir>/plugins_registry/` for registrar sockets,
+//!   registers the CSI drivers behind them (type and 1.x version checked, `NodeGetInfo`
+//!   called, `NotifyRegistrationStatus` answered) into a [`DriverRegistry`], which hands out
+//!   clients and a stream of [`DriverEvent`]s (for the CSINode updater); a driver whose
+//!   socket goes away is forgotten.
+//! - `testing` (feature): a hostpath-style example driver and its registrar, serving real
+//!   gRPC on unix sockets.
 //!
+//! The `VolumePlugin` for CSI volumes and the CSINode updater build on these and are not here
+//! yet.
+//!
+//! ```no_run
+//! use kubelet_csi::{CsiClientOptions, DriverEvent, DriverRegistry, PluginWatcher, PluginWatcherOptions};
+//!
+//! # async fn demo() -> Result<(), kubelet_csi::CsiError> {
+//! let registry = DriverRegistry::new();
+//! let mut events = registry.subscribe();
+//! let options = PluginWatcherOptions::for_root_dir("/var/lib/kubelet".as_ref());
+//! let _watcher = PluginWatcher::new(options, registry.clone()).spawn()?;
+//! while let Ok(DriverEvent::Registered(driver)) = events.recv().await {
+//!     println!("{} on {} (node ID {})", driver.name, driver.endpoint, driver.node.node_id);
+//!     let client = registry.client(&driver.name, CsiClientOptions::default())?;
+//!     let caps = client.node_get_capabilities().await?;
+//!     println!("stages volumes: {}", caps.stage_unstage_volume);
+//! }
+//! # Ok(()) }
 //! ```
-//! // Nothing to call yet: CSI volumes are refused by the kubelet with
-//! // "no plugin supports this volume type" until this crate provides a plugin.
-//! ```
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod endpoint;
+pub mod error;
+pub mod proto;
+pub mod registration;
+pub mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod watcher;
+
+pub use client::{
+    CsiClient, CsiClientOptions, NodeCapabilities, NodeInfo, Usage, VolumeStats, block_capability,
+    mount_capability,
+};
+pub use error::CsiError;
+pub use registration::{
+    CSI_PLUGIN_TYPE, CsiVersion, RegistrationClient, highest_supported_version,
+};
+pub use registry::{DriverEvent, DriverRegistry, RegisteredDriver};
+pub use watcher::{PLUGINS_REGISTRY_DIR, PluginWatcher, PluginWatcherHandle, PluginWatcherOptions};

@@ -608,3 +608,20 @@ fn container_log_rotation_settings() {
         "{err}"
     );
 }
+
+#[test]
+fn resolv_conf_and_seccomp_default_from_file_and_flags() {
+    let s = resolve(&[], None).unwrap();
+    assert_eq!(s.resolv_conf, "/etc/resolv.conf");
+    assert!(!s.seccomp_default);
+    let text = format!(
+        "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nresolvConf: /run/systemd/resolve/resolv.conf\nseccompDefault: true\n"
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(s.resolv_conf, "/run/systemd/resolve/resolv.conf");
+    assert!(s.seccomp_default);
+    assert!(s.inert_fields.is_empty(), "{:?}", s.inert_fields);
+    let s = resolve(&["--resolv-conf=", "--seccomp-default=false"], Some(&text)).unwrap();
+    assert_eq!(s.resolv_conf, "", "the flag wins, and empty means none");
+    assert!(!s.seccomp_default);
+}

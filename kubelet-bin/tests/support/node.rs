@@ -356,6 +356,11 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
+        // Memory-backed volumes (secret, projected, downwardAPI, emptyDir Memory) are tmpfs
+        // mounts below the kubelet's root that outlive a kubelet killed with its pods still
+        // there: stop the kubelet, then unmount them so that nothing stays mounted.
+        self.kubelet.take();
+        unmount_below(self.dir.path());
         if std::env::var(SHOW_LOG_ENV).is_ok_and(|v| v == "1") && !std::thread::panicking() {
             eprintln!("===== kubelet log =====\n{}", self.kubelet_log());
         }
@@ -369,6 +374,22 @@ impl Drop for TestNode {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
+    }
+}
+
+/// Lazily unmount every mount of this mount namespace below `dir`, deepest first.
+fn unmount_below(dir: &Path) {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut points: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(&p).status();
     }
 }
 

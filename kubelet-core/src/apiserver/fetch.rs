@@ -14,6 +14,8 @@ use tracing::warn;
 
 use super::client::NodeClient;
 use super::error::FetchError;
+use super::services::ServiceCache;
+use crate::objects::{ObjectError, PodObjects};
 
 /// How long a fetched ConfigMap or Secret is used before it is fetched again (the
 /// reference's TTL cache default, `node.alpha.kubernetes.io/ttl` unset: 1 minute).
@@ -85,6 +87,7 @@ pub struct PodObjectFetcher {
     client: NodeClient,
     ttl: Duration,
     caches: Arc<Mutex<Caches>>,
+    services: Option<ServiceCache>,
 }
 
 impl std::fmt::Debug for PodObjectFetcher {
@@ -103,7 +106,15 @@ impl PodObjectFetcher {
             client,
             ttl: DEFAULT_OBJECT_TTL,
             caches: Arc::default(),
+            services: None,
         }
+    }
+
+    /// Serve Services from this cache (see [`ServiceCache::start`]); without one the fetcher
+    /// knows no Services and pods get no service environment variables.
+    pub fn with_services(mut self, services: ServiceCache) -> Self {
+        self.services = Some(services);
+        self
     }
 
     /// Sets how long fetched ConfigMaps and Secrets are used.
@@ -270,6 +281,45 @@ impl PodObjectFetcher {
         self.caches()
             .tokens
             .retain(|k, _| k.bound_pod.as_ref().is_none_or(|p| p.uid != pod_uid));
+    }
+}
+
+/// The reference's wording for a missing object (`configmap "app" not found`), else the
+/// fetch error's.
+fn object_error(err: FetchError) -> ObjectError {
+    match err {
+        FetchError::NotFound {
+            kind,
+            namespace,
+            name,
+        } => ObjectError::NotFound {
+            kind: match kind {
+                "ConfigMap" => "configmap",
+                "Secret" => "secret",
+                _ => "object",
+            },
+            namespace,
+            name,
+        },
+        other => ObjectError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl PodObjects for PodObjectFetcher {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ObjectError> {
+        self.get_configmap(namespace, name)
+            .await
+            .map_err(object_error)
+    }
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ObjectError> {
+        self.get_secret(namespace, name).await.map_err(object_error)
+    }
+    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, ObjectError> {
+        match &self.services {
+            Some(cache) => cache.services().map_err(ObjectError::Unavailable),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`ApiServerSource`]: the node's pods by list+watch.
 //! - [`ApiServerReporter`]: Node, node status, Lease, pod status, mirror pods, deletion,
 //!   events.
-//! - [`PodObjectFetcher`]: ConfigMaps, Secrets and ServiceAccount tokens with a cache.
+//! - [`PodObjectFetcher`]: ConfigMaps, Secrets and ServiceAccount tokens with a cache, and
+//!   Services from a [`ServiceCache`] watch: the [`crate::objects::PodObjects`] of a cluster.
 
 mod client;
 mod error;
@@ -20,6 +21,8 @@ mod lease;
 mod node;
 mod pods;
 mod reporter;
+mod runtime_classes;
+mod services;
 mod source;
 mod volumes;
 
@@ -34,6 +37,8 @@ pub use reporter::{
     ApiServerReporter, DEFAULT_LEASE_DURATION_SECONDS, DEFAULT_SYNC_PERIOD, NODE_LEASE_NAMESPACE,
     ReporterConfig,
 };
+pub use runtime_classes::{ApiRuntimeClasses, DEFAULT_RUNTIME_CLASS_TTL};
+pub use services::ServiceCache;
 pub use source::{ApiServerSource, WatchBackoff};
 pub use volumes::{
     API_OBJECT_PLUGIN_NAME, ApiObjectVolumePlugin, DEFAULT_FILE_MODE, DEFAULT_TOKEN_EXPIRATION,

@@ -21,7 +21,7 @@
 //! backwards in 8 KiB blocks, so a tail of a large file reads only the tail, and never holds
 //! more than one block.
 
-mod cri;
+pub(crate) mod cri;
 mod options;
 mod reader;
 pub mod rotation;

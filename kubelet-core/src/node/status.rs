@@ -341,6 +341,7 @@ mod tests {
             repo_digests: vec![format!("{tag}@sha256:d")],
             size,
             pinned: false,
+            ..Default::default()
         };
         let mut o = observed();
         o.images = Some(vec![image("small", 10), image("big", 1000)]);

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use super::kubelet::KubeletConfig;
 use super::kubelet_state::Shared;
 use crate::network::NetworkPlugin;
+use crate::objects::PodObjects;
 use crate::reporter::{EventType, KubeletEvent, NodeReporter};
 use crate::runtime::Runtime;
 use crate::volume::VolumePlugin;
@@ -29,22 +30,38 @@ pub(super) struct WorkerContext {
     pub runtime: Arc<dyn Runtime>,
     pub network: Arc<dyn NetworkPlugin>,
     pub volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    /// Where ConfigMaps, Secrets and Services come from; none without an API server.
+    pub pod_objects: Option<Arc<dyn PodObjects>>,
+    /// Where RuntimeClasses come from; none: the default handler for every pod.
+    pub runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
     pub shared: Arc<Shared>,
     events: mpsc::Sender<KubeletEvent>,
     statuses: mpsc::UnboundedSender<PodReport>,
 }
 
+/// The API objects pods name, where they come from.
+pub(super) struct ObjectSources {
+    pub pod_objects: Option<Arc<dyn PodObjects>>,
+    pub runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
+}
+
 impl WorkerContext {
     /// Build the context and spawn the tasks that drain events and statuses to the reporter.
+    #[allow(clippy::too_many_arguments)] // the seams, each its own
     pub fn start(
         config: KubeletConfig,
         runtime_name: String,
         runtime: Arc<dyn Runtime>,
         network: Arc<dyn NetworkPlugin>,
         volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+        objects: ObjectSources,
         reporter: Arc<dyn NodeReporter>,
         shared: Arc<Shared>,
     ) -> (Arc<Self>, Vec<tokio::task::JoinHandle<()>>) {
+        let ObjectSources {
+            pod_objects,
+            runtime_classes,
+        } = objects;
         let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (statuses, status_rx) = mpsc::unbounded_channel();
         let tasks = vec![
@@ -57,6 +74,8 @@ impl WorkerContext {
             runtime,
             network,
             volume_plugins,
+            pod_objects,
+            runtime_classes,
             shared,
             events,
             statuses,

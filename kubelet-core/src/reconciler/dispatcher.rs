@@ -28,6 +28,8 @@ pub(super) async fn run(
         network,
         reporter,
         volume_plugins,
+        pod_objects,
+        runtime_classes,
         sources,
         shared,
         ..
@@ -52,6 +54,10 @@ pub(super) async fn run(
         runtime.clone(),
         network,
         volume_plugins,
+        super::context::ObjectSources {
+            pod_objects,
+            runtime_classes,
+        },
         reporter,
         shared.clone(),
     );

@@ -3,9 +3,13 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 
+use tracing::debug;
+
 use super::status::ContainerWaiting;
 use super::worker::PodWorker;
+use crate::image_credentials::DockerKeyring;
 use crate::reporter::EventType;
+use crate::runtime::AuthConfig;
 
 /// Reasons for images, as the reference names them.
 mod reason {
@@ -112,8 +116,12 @@ impl PodWorker {
             "Pulling",
             format!("Pulling image {image:?}"),
         );
-        match self.ctx.runtime.pull_image(image, None).await {
-            Ok(_) => {
+        let result = match self.pull_credentials(pod, image).await {
+            Ok(creds) => self.pull_with(image, &creds).await,
+            Err(message) => Err(message),
+        };
+        match result {
+            Ok(()) => {
                 self.ctx.event(
                     pod,
                     Some(name),
@@ -142,6 +150,75 @@ impl PodWorker {
                 Err(waiting(reason::ERR_IMAGE_PULL, message))
             }
         }
+    }
+}
+
+impl PodWorker {
+    /// The credentials of the pod's `imagePullSecrets` that match `image`, in the order to
+    /// try them. Secrets that cannot be read are skipped with a warning event, as the
+    /// reference does (the pull may still work); a secret that is not valid JSON fails the
+    /// pull.
+    async fn pull_credentials(&self, pod: &Pod, image: &str) -> Result<Vec<AuthConfig>, String> {
+        let refs: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some(r.name.clone()).filter(|n| !n.is_empty()))
+            .collect();
+        let Some(objects) = self.ctx.pod_objects.as_deref().filter(|_| !refs.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let mut secrets = Vec::new();
+        let mut failed = Vec::new();
+        for name in refs {
+            match objects.secret(namespace, &name).await {
+                Ok(secret) => secrets.push(secret),
+                Err(err) => {
+                    debug!(secret = %name, error = %err, "image pull secret not retrieved");
+                    failed.push(name);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    failed.join(", ")
+                ),
+            );
+        }
+        Ok(DockerKeyring::from_secrets(&secrets)?.lookup(image))
+    }
+
+    /// Pull with each credential in turn until one works; anonymously when there are none.
+    async fn pull_with(&self, image: &str, creds: &[AuthConfig]) -> Result<(), String> {
+        if creds.is_empty() {
+            return self
+                .ctx
+                .runtime
+                .pull_image(image, None)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
+        let mut errors = Vec::new();
+        for auth in creds {
+            match self.ctx.runtime.pull_image(image, Some(auth)).await {
+                Ok(_) => return Ok(()),
+                Err(err) => errors.push(err.to_string()),
+            }
+        }
+        Err(match errors.len() {
+            1 => errors.remove(0),
+            _ => format!("[{}]", errors.join(", ")),
+        })
     }
 }
 

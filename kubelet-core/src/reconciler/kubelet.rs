@@ -34,6 +34,8 @@ pub struct KubeletConfig {
     /// Where the cgroup hierarchies are mounted (`/sys/fs/cgroup`), so that the pod cgroups
     /// the runtime leaves behind are removed; `None` leaves cgroups alone (fake runtimes).
     pub cgroup_fs_root: Option<PathBuf>,
+    /// The node's hosts file (`/etc/hosts`), the base of a host-network pod's `/etc/hosts`.
+    pub node_hosts_file: PathBuf,
 }
 
 impl KubeletConfig {
@@ -47,6 +49,7 @@ impl KubeletConfig {
             sync_frequency: Duration::from_secs(60),
             node_ips: Vec::new(),
             cgroup_fs_root: None,
+            node_hosts_file: PathBuf::from(super::etc_hosts::NODE_ETC_HOSTS),
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct Kubelet {
     pub(super) network: Arc<dyn NetworkPlugin>,
     pub(super) reporter: Arc<dyn NodeReporter>,
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) pod_objects: Option<Arc<dyn crate::objects::PodObjects>>,
+    pub(super) runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
     pub(super) shared: Arc<super::kubelet_state::Shared>,
     pub(super) node_agent: Option<NodeAgent>,
@@ -123,6 +128,8 @@ pub struct KubeletBuilder {
     pub(super) network: Option<Arc<dyn NetworkPlugin>>,
     pub(super) reporter: Option<Arc<dyn NodeReporter>>,
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) pod_objects: Option<Arc<dyn crate::objects::PodObjects>>,
+    pub(super) runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
     pub(super) node: Option<(NodeConfig, MachineInfo)>,
 }
@@ -147,6 +154,23 @@ impl KubeletBuilder {
     /// plugin added here is asked first).
     pub fn volume_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
         self.volume_plugins.push(plugin);
+        self
+    }
+    /// Where the ConfigMaps, Secrets and Services that pods name come from (the API server's
+    /// `PodObjectFetcher` in a cluster). Without one, a container whose environment names a
+    /// ConfigMap or Secret does not start, as with a reference kubelet without an API server.
+    pub fn pod_objects(mut self, objects: Arc<dyn crate::objects::PodObjects>) -> Self {
+        self.pod_objects = Some(objects);
+        self
+    }
+    /// Where RuntimeClasses come from (the API server's `ApiRuntimeClasses` in a cluster).
+    /// Without one, every pod runs with the runtime's default handler; with one, a pod
+    /// naming an unknown RuntimeClass does not start.
+    pub fn runtime_classes(
+        mut self,
+        classes: Arc<dyn crate::runtime_class::RuntimeClasses>,
+    ) -> Self {
+        self.runtime_classes = Some(classes);
         self
     }
     /// Add a pod source.
@@ -190,6 +214,8 @@ impl KubeletBuilder {
                 .into_iter()
                 .chain(crate::volume_plugins::builtin())
                 .collect(),
+            pod_objects: self.pod_objects,
+            runtime_classes: self.runtime_classes,
             sources: self.sources,
             shared: Arc::new(super::kubelet_state::Shared::new()),
             node_agent,

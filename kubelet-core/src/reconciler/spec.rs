@@ -1,20 +1,21 @@
 //! Translation of a pod spec into runtime configs: sandbox config, container config (command,
 //! env with `$(VAR)` expansion, ports, resources, security context, mounts, log path), and the
-//! pod's cgroup parent by QoS class. Pure functions.
+//! pod's cgroup parent by QoS class. Pure functions, except that the sandbox config reads the
+//! node's resolv.conf (`SpecSettings::resolv_conf`), as the reference does for every sandbox.
+//! The security context is [`super::security`]'s, DNS [`super::dns`]'s, the pod-level
+//! resources and overhead [`super::pod_resources`]'s.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec};
 
 pub use super::env::expand_vars;
-use super::env::make_env;
 use super::qos::{QosClass, qos_class};
 use crate::labels;
 use crate::quantity;
 use crate::runtime::{
-    Capabilities, ContainerConfig, ContainerMetadata, DnsConfig, LinuxResources,
-    LinuxSecurityContext, Mount, NamespaceMode, PodSandboxConfig, PortMapping, Protocol,
-    SandboxMetadata,
+    ContainerConfig, ContainerMetadata, KeyValue, LinuxResources, LinuxSecurityContext, Mount,
+    PodSandboxConfig, PortMapping, Protocol, SandboxMetadata,
 };
 
 /// Annotation carrying the container's ports as JSON (the reference's key).
@@ -56,24 +57,45 @@ pub struct SpecSettings {
     pub cluster_dns: Vec<String>,
     /// Cluster domain (e.g. `cluster.local`).
     pub cluster_domain: String,
-    /// Memory capacity of the node in bytes, for the Burstable OOM score and as the
-    /// downward-API value of `limits.memory` when the container sets no limit. 0 means
-    /// unknown: Burstable containers then get 999 (just below BestEffort) and the downward
-    /// API reports 0.
+    /// Memory capacity of the node in bytes, for the Burstable OOM score (and the
+    /// downward-API value of `limits.memory` without `allocatable`). 0 means unknown:
+    /// Burstable containers then get 999 (just below BestEffort).
     pub node_memory_capacity: i64,
+    /// The node's allocatable resources: the downward-API value of a `limits.*` resource
+    /// the container leaves unset, as the reference. `None`: the capacities above.
+    pub allocatable: Option<crate::downward_api::NodeAllocatable>,
     /// CPU capacity of the node in millicores, the downward-API value of `limits.cpu` when
     /// the container sets no limit. 0 means unknown (reported as 0).
     pub node_cpu_capacity_milli: i64,
+    /// The node's resolver file (`--resolv-conf`, `/etc/resolv.conf`), the base of the pods'
+    /// DNS settings; empty: none (pods with the host's DNS then resolve on 127.0.0.1).
+    pub resolv_conf: String,
+    /// Where Localhost seccomp profiles are (`<root-dir>/seccomp`).
+    pub seccomp_profile_root: String,
+    /// `seccompDefault`: containers without a seccomp profile get the runtime's default
+    /// rather than none.
+    pub seccomp_default: bool,
+}
+
+/// Something the node could not honour as the pod asked, reported as a Warning event on
+/// the pod (e.g. DNS limits exceeded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecWarning {
+    /// Event reason (`DNSConfigForming`, `MissingClusterDNS`).
+    pub reason: &'static str,
+    /// Event message.
+    pub message: String,
 }
 
 impl SpecSettings {
     /// What the downward API reports for a `limits.*` resource the container leaves unset.
     pub fn node_allocatable(&self) -> crate::downward_api::NodeAllocatable {
-        crate::downward_api::NodeAllocatable {
-            cpu_milli: self.node_cpu_capacity_milli,
-            memory_bytes: self.node_memory_capacity,
-            ephemeral_storage_bytes: 0,
-        }
+        self.allocatable
+            .unwrap_or(crate::downward_api::NodeAllocatable {
+                cpu_milli: self.node_cpu_capacity_milli,
+                memory_bytes: self.node_memory_capacity,
+                ephemeral_storage_bytes: 0,
+            })
     }
 }
 
@@ -85,7 +107,11 @@ impl Default for SpecSettings {
             cluster_dns: Vec::new(),
             cluster_domain: String::new(),
             node_memory_capacity: 0,
+            allocatable: None,
             node_cpu_capacity_milli: 0,
+            resolv_conf: "/etc/resolv.conf".to_string(),
+            seccomp_profile_root: "/var/lib/kubelet/seccomp".to_string(),
+            seccomp_default: false,
         }
     }
 }
@@ -106,8 +132,24 @@ pub fn pod_cgroup_parent(cgroup_root: &str, class: QosClass, uid: &str) -> Strin
     }
 }
 
-/// The sandbox config for a pod at the given sandbox attempt.
-pub fn sandbox_config(pod: &Pod, attempt: u32, settings: &SpecSettings) -> PodSandboxConfig {
+/// The sandbox config for a pod at the given sandbox attempt (the reference's
+/// `generatePodSandboxConfig`). Fails, naming the field, when the pod's hostname or FQDN
+/// cannot be used or the node's resolv.conf cannot be read.
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    settings: &SpecSettings,
+) -> Result<PodSandboxConfig, String> {
+    sandbox_config_with_warnings(pod, attempt, settings).map(|(config, _)| config)
+}
+
+/// [`sandbox_config`], with what the node could not honour as asked (events to record when
+/// the sandbox is created).
+pub fn sandbox_config_with_warnings(
+    pod: &Pod,
+    attempt: u32,
+    settings: &SpecSettings,
+) -> Result<(PodSandboxConfig, Vec<SpecWarning>), String> {
     let meta = &pod.metadata;
     let name = meta.name.clone().unwrap_or_default();
     let namespace = meta.namespace.clone().unwrap_or_default();
@@ -119,85 +161,118 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, settings: &SpecSettings) -> PodSa
     let mut sandbox_labels: BTreeMap<String, String> = meta.labels.clone().unwrap_or_default();
     sandbox_labels.extend(labels::pod_labels(&namespace, &name, &uid));
 
-    let sysctls = spec
-        .security_context
-        .as_ref()
-        .and_then(|sc| sc.sysctls.as_ref())
-        .map(|list| {
-            list.iter()
-                .map(|s| (s.name.clone(), s.value.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    // containerd refuses a hostname for a sandbox that shares the host's UTS namespace.
+    let hostname = if host_network {
+        String::new()
+    } else {
+        let (hostname, domain) = pod_hostname_and_domain(pod, settings)?;
+        hostname_for_kernel(
+            &hostname,
+            &domain,
+            spec.set_hostname_as_fqdn.unwrap_or(false),
+        )?
+    };
+    let host = super::dns::host_dns(&settings.resolv_conf).map_err(|e| {
+        format!(
+            "Failed to generate sandbox config for pod {:?}: {e}",
+            super::sync::pod_name(pod)
+        )
+    })?;
+    let (dns, warnings) = super::dns::pod_dns(pod, settings, &host);
 
-    PodSandboxConfig {
+    let mut config = PodSandboxConfig {
         metadata: SandboxMetadata {
             name: name.clone(),
             uid: uid.clone(),
             namespace: namespace.clone(),
             attempt,
         },
-        // containerd refuses a hostname for a sandbox that shares the host's UTS namespace.
-        hostname: if host_network {
-            String::new()
-        } else {
-            pod_hostname(pod, settings)
-        },
+        hostname,
         log_directory: pod_log_directory(&settings.pod_logs_root, &namespace, &name, &uid),
-        dns_config: dns_config(pod, settings),
+        dns_config: Some(dns),
         port_mappings: port_mappings(spec),
         labels: sandbox_labels,
         annotations: meta.annotations.clone().unwrap_or_default(),
         cgroup_parent: pod_cgroup_parent(&settings.cgroup_root, qos_class(pod), &uid),
-        network: mode(host_network),
-        pid: mode(spec.host_pid.unwrap_or(false)),
-        ipc: mode(spec.host_ipc.unwrap_or(false)),
-        sysctls,
         privileged: has_privileged_container(spec),
-        runtime_handler: String::new(),
-    }
+        ..PodSandboxConfig::default()
+    };
+    super::security::sandbox_security(&mut config, spec);
+    config.resources = Some(super::pod_resources::sandbox_resources(pod)?);
+    config.overhead = super::pod_resources::overhead_resources(pod)?;
+    Ok((config, warnings))
 }
 
-fn mode(host: bool) -> NamespaceMode {
-    if host {
-        NamespaceMode::Node
-    } else {
-        NamespaceMode::Pod
-    }
+/// Whether `s` is a DNS-1123 label (lower-case alphanumerics and '-', alphanumeric at both
+/// ends, at most 63 characters).
+fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
-/// Hostname of a pod as the reference generates it: `spec.hostname` or the pod name,
-/// truncated to 63 characters, and the FQDN when `setHostnameAsFQDN` asks for it.
-fn pod_hostname(pod: &Pod, settings: &SpecSettings) -> String {
+/// The pod's hostname and domain as the reference generates them
+/// (`GeneratePodHostNameAndDomain`): `spec.hostname` or the pod name, cut to 63 characters;
+/// the domain `<subdomain>.<namespace>.svc.<cluster domain>` when the pod has a subdomain,
+/// else empty.
+pub fn pod_hostname_and_domain(
+    pod: &Pod,
+    settings: &SpecSettings,
+) -> Result<(String, String), String> {
     let spec = pod.spec.as_ref();
-    let base = spec
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let mut hostname = pod_name;
+    if let Some(h) = spec
         .and_then(|s| s.hostname.as_deref())
         .filter(|h| !h.is_empty())
-        .or(pod.metadata.name.as_deref())
-        .unwrap_or_default();
-    let hostname = truncate_hostname(base);
-    let subdomain = spec
-        .and_then(|s| s.subdomain.as_deref())
-        .unwrap_or_default();
-    let as_fqdn = spec.and_then(|s| s.set_hostname_as_fqdn).unwrap_or(false);
-    if as_fqdn && !subdomain.is_empty() {
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let fqdn = format!(
-            "{hostname}.{subdomain}.{namespace}.svc.{}",
-            settings.cluster_domain
-        );
-        // The kernel limits the hostname to 64 bytes; the reference fails such a pod, we keep
-        // the short name rather than fail sandbox creation from a pure function.
-        if fqdn.len() <= 64 {
-            return fqdn;
+    {
+        if !is_dns1123_label(h) {
+            return Err(format!(
+                "spec.hostname: pod Hostname {h:?} is not a valid DNS label"
+            ));
         }
-        tracing::warn!(
-            pod = pod.metadata.name.as_deref().unwrap_or_default(),
-            fqdn,
-            "pod FQDN longer than 64 characters; using the short hostname"
-        );
+        hostname = h;
     }
-    hostname
+    let hostname = truncate_hostname(hostname);
+    if hostname.is_empty() {
+        return Err(format!(
+            "hostname for pod {pod_name:?} was invalid: {hostname:?}"
+        ));
+    }
+    let mut domain = String::new();
+    if let Some(sub) = spec
+        .and_then(|s| s.subdomain.as_deref())
+        .filter(|s| !s.is_empty())
+    {
+        if !is_dns1123_label(sub) {
+            return Err(format!(
+                "spec.subdomain: pod Subdomain {sub:?} is not a valid DNS label"
+            ));
+        }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        domain = format!("{sub}.{namespace}.svc.{}", settings.cluster_domain);
+    }
+    Ok((hostname, domain))
+}
+
+/// The name the kernel gets (the reference's `GetNodenameForKernel`): the FQDN with
+/// `setHostnameAsFQDN` and a domain, refused past 64 characters; else the hostname.
+fn hostname_for_kernel(hostname: &str, domain: &str, as_fqdn: bool) -> Result<String, String> {
+    const FQDN_MAX: usize = 64;
+    if as_fqdn && !domain.is_empty() {
+        let fqdn = format!("{hostname}.{domain}");
+        if fqdn.len() > FQDN_MAX {
+            return Err(format!(
+                "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long ({FQDN_MAX} characters is the max, {} characters requested)",
+                fqdn.len()
+            ));
+        }
+        return Ok(fqdn);
+    }
+    Ok(hostname.to_string())
 }
 
 fn truncate_hostname(name: &str) -> String {
@@ -210,87 +285,6 @@ fn truncate_hostname(name: &str) -> String {
         cut -= 1;
     }
     name[..cut].trim_end_matches(['-', '.']).to_string()
-}
-
-/// DNS settings for the sandbox; `None` lets the runtime use the host's resolv.conf.
-fn dns_config(pod: &Pod, settings: &SpecSettings) -> Option<DnsConfig> {
-    let spec = pod.spec.as_ref()?;
-    let host_network = spec.host_network.unwrap_or(false);
-    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
-    // ClusterFirst on the host network falls back to the host's DNS, as in the reference.
-    let cluster = match policy {
-        "ClusterFirstWithHostNet" => true,
-        "ClusterFirst" => !host_network,
-        _ => false,
-    };
-    let mut config = match policy {
-        "None" => DnsConfig::default(),
-        _ if cluster && !settings.cluster_dns.is_empty() => {
-            let mut searches = Vec::new();
-            let domain = &settings.cluster_domain;
-            if !domain.is_empty() {
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                searches.push(format!("{namespace}.svc.{domain}"));
-                searches.push(format!("svc.{domain}"));
-                searches.push(domain.clone());
-            }
-            DnsConfig {
-                servers: settings.cluster_dns.clone(),
-                searches,
-                options: vec!["ndots:5".to_string()],
-            }
-        }
-        // Default, ClusterFirst on the host network, or no cluster DNS configured: the host's
-        // resolv.conf, which the runtime uses when given no config. The pod's own dnsConfig
-        // would be merged into the host's file by the reference; without reading that file
-        // here it cannot be, so it is dropped (logged).
-        other => {
-            if !matches!(
-                other,
-                "Default" | "ClusterFirst" | "ClusterFirstWithHostNet"
-            ) {
-                tracing::warn!(policy = other, "unknown dnsPolicy; using the host's DNS");
-            }
-            if spec.dns_config.is_some() {
-                tracing::warn!(
-                    pod = pod.metadata.name.as_deref().unwrap_or_default(),
-                    "spec.dnsConfig ignored with the host's DNS"
-                );
-            }
-            return None;
-        }
-    };
-    if let Some(extra) = &spec.dns_config {
-        for server in extra.nameservers.iter().flatten() {
-            if !config.servers.contains(server) {
-                config.servers.push(server.clone());
-            }
-        }
-        for search in extra.searches.iter().flatten() {
-            if !config.searches.contains(search) {
-                config.searches.push(search.clone());
-            }
-        }
-        for option in extra.options.iter().flatten() {
-            let Some(name) = option.name.as_deref().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            let rendered = match option.value.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) => format!("{name}:{v}"),
-                None => name.to_string(),
-            };
-            // A pod option overrides the default of the same name (e.g. ndots).
-            match config
-                .options
-                .iter_mut()
-                .find(|o| o.split(':').next() == Some(name))
-            {
-                Some(existing) => *existing = rendered,
-                None => config.options.push(rendered),
-            }
-        }
-    }
-    Some(config)
 }
 
 fn protocol(p: Option<&str>) -> Protocol {
@@ -348,7 +342,7 @@ fn has_privileged_container(spec: &PodSpec) -> bool {
 }
 
 /// The API field path of a container (`spec.containers[2]`), for error messages.
-fn container_field_path(spec: &PodSpec, name: &str) -> String {
+pub(crate) fn container_field_path(spec: &PodSpec, name: &str) -> String {
     if let Some(i) = spec.containers.iter().position(|c| c.name == name) {
         return format!("spec.containers[{i}]");
     }
@@ -381,13 +375,15 @@ fn is_init_container(spec: &PodSpec, name: &str) -> bool {
 /// The container config for one of the pod's containers (init or regular).
 ///
 /// `restart_count` is the attempt; `mounts` are the volume mounts already resolved to host
-/// paths; `spec_hash` goes into the annotations. Errors name the field that is wrong
+/// paths; `envs` the environment ([`super::env::container_env`]), which `$(VAR)` references
+/// in the command and args are expanded against; `spec_hash` goes into the annotations. Errors name the field that is wrong
 /// (e.g. an env var referring to a missing key): they become `CreateContainerConfigError`.
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     restart_count: u32,
     mounts: Vec<Mount>,
+    envs: Vec<KeyValue>,
     settings: &SpecSettings,
 ) -> Result<ContainerConfig, String> {
     let default_spec = PodSpec::default();
@@ -404,7 +400,6 @@ pub fn container_config(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| format!("{path}.image: an image is required"))?;
 
-    let envs = make_env(pod, container, &path, settings)?;
     let env_map: BTreeMap<String, String> = envs
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone()))
@@ -439,7 +434,12 @@ pub fn container_config(
         stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         resources: linux_resources(pod, container, &path, settings)?,
-        security: security_context(spec, container, &path)?,
+        security: {
+            // An explicit root UID under runAsNonRoot is refused here; the image's user is
+            // checked when it is known (`security::apply_image_user`).
+            super::security::verify_run_as_non_root(pod, container, None)?;
+            security_context(spec, container, &path, settings)?
+        },
     })
 }
 
@@ -633,50 +633,13 @@ fn security_context(
     spec: &PodSpec,
     container: &Container,
     path: &str,
+    settings: &SpecSettings,
 ) -> Result<LinuxSecurityContext, String> {
-    let psc = spec.security_context.as_ref();
-    let csc = container.security_context.as_ref();
-    let run_as_user = csc
-        .and_then(|c| c.run_as_user)
-        .or_else(|| psc.and_then(|p| p.run_as_user));
-    let run_as_group = csc
-        .and_then(|c| c.run_as_group)
-        .or_else(|| psc.and_then(|p| p.run_as_group));
-    let run_as_non_root = csc
-        .and_then(|c| c.run_as_non_root)
-        .or_else(|| psc.and_then(|p| p.run_as_non_root));
-    // The image's user is checked by the runtime layer; an explicit root UID is caught here.
-    if run_as_non_root == Some(true) && run_as_user == Some(0) {
-        return Err(format!(
-            "{path}.securityContext.runAsNonRoot: container's runAsUser breaks non-root policy"
-        ));
-    }
-    let mut supplemental_groups: Vec<i64> = psc
-        .and_then(|p| p.supplemental_groups.clone())
-        .unwrap_or_default();
-    if let Some(fs_group) = psc.and_then(|p| p.fs_group) {
-        supplemental_groups.push(fs_group);
-    }
-    let mut seen = HashSet::new();
-    supplemental_groups.retain(|g| seen.insert(*g));
-
-    Ok(LinuxSecurityContext {
-        run_as_user,
-        run_as_group,
-        supplemental_groups,
-        privileged: csc.and_then(|c| c.privileged).unwrap_or(false),
-        readonly_rootfs: csc
-            .and_then(|c| c.read_only_root_filesystem)
-            .unwrap_or(false),
-        capabilities: csc
-            .and_then(|c| c.capabilities.as_ref())
-            .map(|caps| Capabilities {
-                add: caps.add.clone().unwrap_or_default(),
-                drop: caps.drop.clone().unwrap_or_default(),
-            }),
-        no_new_privs: csc.and_then(|c| c.allow_privilege_escalation) == Some(false),
-        namespace_network: mode(spec.host_network.unwrap_or(false)),
-        namespace_pid: mode(spec.host_pid.unwrap_or(false)),
-        namespace_ipc: mode(spec.host_ipc.unwrap_or(false)),
-    })
+    super::security::container_security(
+        spec,
+        container,
+        path,
+        &settings.seccomp_profile_root,
+        settings.seccomp_default,
+    )
 }

@@ -59,6 +59,9 @@ pub struct StatusInput<'a> {
     /// Name of the runtime, the scheme of container IDs (`containerd://<id>`); empty: bare
     /// IDs.
     pub runtime_name: &'a str,
+    /// Reason and message of an eviction the kubelet decided (activeDeadlineSeconds): the
+    /// phase is then Failed with them, as the reference's `ShouldEvict` handlers do.
+    pub evicted: Option<(&'a str, &'a str)>,
     /// Now.
     pub now: Timestamp,
 }
@@ -204,6 +207,11 @@ pub fn compute_pod_status(input: &StatusInput<'_>) -> PodStatus {
             .or_else(|| non_empty(api_status.and_then(|s| s.reason.as_ref())));
         message = non_empty(old.and_then(|s| s.message.as_ref()))
             .or_else(|| non_empty(api_status.and_then(|s| s.message.as_ref())));
+    }
+    if let Some((why, text)) = input.evicted {
+        phase = "Failed";
+        reason = Some(why.to_string());
+        message = Some(text.to_string());
     }
 
     let conditions = conditions(

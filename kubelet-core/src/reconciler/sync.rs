@@ -19,7 +19,7 @@ use crate::network::NetworkContext;
 use crate::probes::worker::RunningContainer;
 use crate::probes::{ProbeResult, ProbeTarget, ProbeType, hook_spec, run_hook};
 use crate::reporter::EventType;
-use crate::runtime::{ContainerState, ListFilter, Mount, NamespaceMode, SandboxState};
+use crate::runtime::{ContainerState, ListFilter, NamespaceMode, SandboxState};
 use crate::volume::MountedVolume;
 
 /// How soon a sync that failed on the runtime is tried again.
@@ -140,8 +140,10 @@ impl PodWorker {
                 continue;
             }
             match runtime.container_status(&c.id).await {
-                Ok(status) => {
+                Ok(mut status) => {
                     if status.state == ContainerState::Exited {
+                        // Once, as it exits: its termination message (file or log).
+                        super::termination_message::enrich(&mut status).await;
                         self.exited.insert(status.id.clone(), status.clone());
                     }
                     containers.push(status);
@@ -184,6 +186,14 @@ impl PodWorker {
         let mut wake_in = |d: Duration| {
             next_wake = Some(next_wake.map_or(d, |w: Duration| w.min(d)));
         };
+        match self.active_deadline(pod) {
+            super::active_deadline::Deadline::Exceeded => {
+                self.enforce_active_deadline(pod, &observed).await;
+                return None;
+            }
+            super::active_deadline::Deadline::In(left) => wake_in(left),
+            super::active_deadline::Deadline::None => {}
+        }
 
         let volumes = match self.setup_volumes(pod).await {
             Ok(v) => v,
@@ -335,13 +345,26 @@ impl PodWorker {
             .await;
         }
         if let Some(sandbox_id) = &sandbox_id {
-            let sandbox_config =
-                spec::sandbox_config(pod, actions.sandbox_attempt, &self.ctx.config.spec);
-            for start in &actions.start {
-                let span = info_span!("container", container = %start.name);
-                self.start_container(pod, sandbox_id, &sandbox_config, start, &observed, &volumes)
-                    .instrument(span)
-                    .await;
+            match spec::sandbox_config(pod, actions.sandbox_attempt, &self.ctx.config.spec) {
+                Ok(sandbox_config) => {
+                    for start in &actions.start {
+                        let span = info_span!("container", container = %start.name);
+                        self.start_container(
+                            pod,
+                            sandbox_id,
+                            &sandbox_config,
+                            start,
+                            &observed,
+                            &volumes,
+                        )
+                        .instrument(span)
+                        .await;
+                    }
+                }
+                Err(err) => {
+                    warn!(error = %err, "no sandbox config; containers not started");
+                    wake_in(RETRY);
+                }
             }
             if sandbox_id != self.pod_ips.as_ref().map_or("", |(id, _)| id.as_str()) {
                 self.refresh_ips(pod, sandbox_id).await;
@@ -456,18 +479,27 @@ impl PodWorker {
             self.waiting.insert(name.to_string(), w);
             return;
         }
-        let mounts = match container_mounts(container, volumes) {
+        let env = match self.container_env(pod, container).await {
+            Ok(env) => env,
+            Err(message) => {
+                self.fail_start(pod, name, reason::CREATE_CONFIG, message);
+                return;
+            }
+        };
+        // After the environment: `subPathExpr` expands from it.
+        let mounts = match super::volumes::container_mounts(pod, container, volumes, &env) {
             Ok(m) => m,
             Err(message) => {
                 self.fail_start(pod, name, reason::CREATE_CONFIG, message);
                 return;
             }
         };
-        let config = match spec::container_config(
+        let mut config = match spec::container_config(
             pod,
             container,
             start.restart_count,
             mounts,
+            env,
             &self.ctx.config.spec,
         ) {
             Ok(c) => c,
@@ -476,6 +508,14 @@ impl PodWorker {
                 return;
             }
         };
+        // The image's user (runAsNonRoot) and the files the kubelet mounts (/etc/hosts).
+        if let Err(message) = self
+            .complete_container_config(pod, container, &mut config)
+            .await
+        {
+            self.fail_start(pod, name, reason::CREATE_CONFIG, message);
+            return;
+        }
         let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(name);
         if let Err(err) = tokio::fs::create_dir_all(&log_dir).await {
             warn!(path = %log_dir.display(), error = %err, "cannot create container log directory");
@@ -575,6 +615,28 @@ impl PodWorker {
             .insert(name.to_string(), waiting(reason::POST_START_HOOK, message));
     }
 
+    /// The container's environment, with the objects it names fetched first; invalid
+    /// `envFrom` keys are skipped with a warning event on the pod, as the reference does.
+    async fn container_env(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<Vec<crate::runtime::KeyValue>, String> {
+        let objects =
+            super::env::EnvObjects::fetch(pod, container, self.ctx.pod_objects.as_deref()).await;
+        let env = super::env::container_env(pod, container, &objects, &self.ctx.config.spec)?;
+        for warning in env.warnings {
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Warning,
+                "InvalidEnvironmentVariableNames",
+                warning,
+            );
+        }
+        Ok(env.vars)
+    }
+
     fn fail_start(&mut self, pod: &Pod, name: &str, why: &str, message: String) {
         warn!(container = %name, reason = why, %message, "container not started");
         self.ctx.event(
@@ -588,7 +650,18 @@ impl PodWorker {
     }
 
     async fn create_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, String> {
-        let config = spec::sandbox_config(pod, attempt, &self.ctx.config.spec);
+        let (mut config, warnings) =
+            spec::sandbox_config_with_warnings(pod, attempt, &self.ctx.config.spec)?;
+        for warning in warnings {
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Warning,
+                warning.reason,
+                warning.message,
+            );
+        }
+        config.runtime_handler = self.runtime_handler(pod).await?;
         if attempt > 0 {
             self.ctx.event(
                 pod,
@@ -681,6 +754,10 @@ impl PodWorker {
             host_ips: &self.ctx.config.node_ips,
             terminating,
             runtime_name: &self.ctx.runtime_name,
+            evicted: self.deadline_exceeded.then_some((
+                super::active_deadline::REASON,
+                super::active_deadline::MESSAGE,
+            )),
             now: Timestamp::now(),
         });
         if self.last_status.as_ref() != Some(&status) {
@@ -731,49 +808,6 @@ pub(super) fn grace_period(pod: Option<&Pod>, observed: &PodRuntimeState) -> Dur
         (None, None) => recorded.unwrap_or(30),
     };
     Duration::from_secs(u64::try_from(seconds.max(MINIMUM)).unwrap_or(2))
-}
-
-/// The container's volume mounts, resolved to host paths.
-fn container_mounts(
-    container: &Container,
-    volumes: &BTreeMap<String, MountedVolume>,
-) -> Result<Vec<Mount>, String> {
-    let mut mounts = Vec::new();
-    for (i, vm) in container.volume_mounts.iter().flatten().enumerate() {
-        let Some(volume) = volumes.get(&vm.name) else {
-            return Err(format!(
-                "spec.containers{{{}}}.volumeMounts[{i}].name: volume {:?} not found",
-                container.name, vm.name
-            ));
-        };
-        let mut host_path = volume.host_path.clone();
-        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            let sub = std::path::Path::new(sub);
-            if sub.is_absolute()
-                || sub
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(format!(
-                    "spec.containers{{{}}}.volumeMounts[{i}].subPath: must be a relative path without '..'",
-                    container.name
-                ));
-            }
-            host_path = host_path.join(sub);
-        }
-        let propagation = match vm.mount_propagation.as_deref() {
-            Some("HostToContainer") => crate::runtime::MountPropagation::HostToContainer,
-            Some("Bidirectional") => crate::runtime::MountPropagation::Bidirectional,
-            _ => crate::runtime::MountPropagation::Private,
-        };
-        mounts.push(Mount {
-            container_path: vm.mount_path.clone(),
-            host_path: host_path.to_string_lossy().into_owned(),
-            readonly: vm.read_only.unwrap_or(false) || volume.read_only,
-            propagation,
-        });
-    }
-    Ok(mounts)
 }
 
 /// `10s`, `1m20s`, `5m0s`, as Go prints durations in the reference's messages.

@@ -95,6 +95,10 @@ pub(super) struct PodWorker {
     pub probes: PodProbes,
     /// The pod as last synced.
     last_pod: Option<Pod>,
+    /// The wall clock, advancing with tokio's (activeDeadlineSeconds under paused time).
+    pub clock: super::active_deadline::WorkerClock,
+    /// The pod went past its activeDeadlineSeconds: its containers are stopped for good.
+    pub deadline_exceeded: bool,
 }
 
 impl PodWorker {
@@ -113,6 +117,8 @@ impl PodWorker {
             last_status: None,
             probes: PodProbes::new(),
             last_pod: None,
+            clock: super::active_deadline::WorkerClock::new(),
+            deadline_exceeded: false,
         }
     }
 

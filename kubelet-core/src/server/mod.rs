@@ -32,6 +32,7 @@ mod cache;
 mod container_logs;
 mod node_logs;
 pub mod routes;
+mod stats_routes;
 pub mod tls;
 
 use std::future::Future;
@@ -109,6 +110,8 @@ pub struct ServerConfig {
     pub node_log_dir: PathBuf,
     /// The root of the pod log directories (`/var/log/pods`), for `/containerLogs`.
     pub pod_logs_root: PathBuf,
+    /// Where `/stats/summary` and `/metrics/resource` read (503 without one).
+    pub stats: Option<Arc<dyn crate::stats::StatsProvider>>,
 }
 
 impl ServerConfig {
@@ -126,6 +129,7 @@ impl ServerConfig {
             node_name,
             node_log_dir: PathBuf::from("/var/log"),
             pod_logs_root: PathBuf::from("/var/log/pods"),
+            stats: None,
         }
     }
 }
@@ -281,6 +285,15 @@ impl ReadOnlyServer {
             addr,
             router: routes::read_only_router(handles),
         })
+    }
+
+    /// Serve `/stats/summary` and `/metrics/resource` from `stats` too, as the reference's
+    /// read-only port does.
+    pub fn with_stats(mut self, stats: Arc<dyn crate::stats::StatsProvider>) -> Self {
+        self.router = self
+            .router
+            .merge(stats_routes::routes().with_state(stats_routes::StatsState(Some(stats))));
+        self
     }
 
     /// The address actually bound.

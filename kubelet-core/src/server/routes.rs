@@ -27,6 +27,7 @@ pub struct RouteState {
     pub(crate) node_name: String,
     pub(crate) node_log_dir: PathBuf,
     pub(crate) pod_logs_root: PathBuf,
+    pub(crate) stats: Option<Arc<dyn crate::stats::StatsProvider>>,
 }
 
 impl RouteState {
@@ -37,6 +38,7 @@ impl RouteState {
             node_name: config.node_name.clone(),
             node_log_dir: config.node_log_dir.clone(),
             pod_logs_root: config.pod_logs_root.clone(),
+            stats: config.stats.clone(),
         }
     }
 }
@@ -88,6 +90,7 @@ pub fn secure_router(state: RouteState, auth: Auth) -> Router {
         .route("/logs", get(super::node_logs::root_redirect))
         .route("/logs/", get(super::node_logs::serve_root))
         .route("/logs/{*path}", get(super::node_logs::serve_path))
+        .merge(super::stats_routes::routes())
         .fallback(not_found)
         .with_state(state)
         // After the routes and the fallback, so that every path is filtered (an unknown
@@ -105,6 +108,7 @@ pub fn read_only_router(handles: Handles) -> Router {
         node_name: String::new(),
         node_log_dir: PathBuf::new(),
         pod_logs_root: PathBuf::new(),
+        stats: None,
     };
     Router::new()
         .route("/healthz", get(healthz))

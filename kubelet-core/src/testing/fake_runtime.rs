@@ -167,6 +167,9 @@ struct Image {
     tag: String,
     digest: String,
     size: u64,
+    /// The image config's user: numeric, or a name.
+    uid: Option<i64>,
+    username: String,
 }
 
 impl Image {
@@ -181,6 +184,8 @@ impl Image {
             tag: name.to_string(),
             digest: format!("{repo}@sha256:{digest}"),
             size: 1_048_576 + u64::from(digest.as_bytes()[0]) * 4096,
+            uid: None,
+            username: String::new(),
         }
     }
 
@@ -191,6 +196,8 @@ impl Image {
             repo_digests: vec![self.digest.clone()],
             size: self.size,
             pinned: false,
+            uid: self.uid,
+            username: self.username.clone(),
         }
     }
 }
@@ -208,8 +215,10 @@ struct State {
     containers: BTreeMap<String, Container>,
     /// Local images by normalised name.
     images: BTreeMap<String, Image>,
-    /// Images a pull succeeds for (normalised).
-    registry: BTreeMap<String, ()>,
+    /// Images a pull succeeds for (normalised), with the user and password it takes.
+    registry: BTreeMap<String, Option<(String, String)>>,
+    /// Every pull: the image and the user name it was made with.
+    pulls: Vec<(String, Option<String>)>,
     pull_delay: Duration,
     rules: Vec<Rule>,
     default_behavior: ContainerBehavior,
@@ -286,6 +295,7 @@ impl FakeRuntime {
                 containers: BTreeMap::new(),
                 images: BTreeMap::new(),
                 registry: BTreeMap::new(),
+                pulls: Vec::new(),
                 pull_delay: Duration::ZERO,
                 rules: Vec::new(),
                 default_behavior: ContainerBehavior::default(),
@@ -329,10 +339,50 @@ impl FakeRuntime {
         state.images.insert(name.clone(), Image::new(&name));
     }
 
+    /// Set the user a local image runs as, as its config's `User` would: a UID, or a name
+    /// (`uid` `None`). Images have no user (root) until set.
+    pub fn set_image_user(&self, image: &str, uid: Option<i64>, username: &str) {
+        let name = normalize_image(image);
+        if let Some(i) = self.lock().images.get_mut(&name) {
+            i.uid = uid;
+            i.username = username.to_string();
+        }
+    }
+
+    /// The config a sandbox was created with.
+    pub fn sandbox_config(&self, sandbox_id: &str) -> Option<PodSandboxConfig> {
+        self.lock()
+            .sandboxes
+            .get(sandbox_id)
+            .map(|s| s.config.clone())
+    }
+
+    /// The config a container was created with.
+    pub fn container_config(&self, container_id: &str) -> Option<ContainerConfig> {
+        self.lock()
+            .containers
+            .get(container_id)
+            .map(|c| c.config.clone())
+    }
+
     /// Make pulls of `image` succeed (pulls of anything else fail with
     /// [`RuntimeError::ImagePull`]).
     pub fn add_registry_image(&self, image: &str) {
-        self.lock().registry.insert(normalize_image(image), ());
+        self.lock().registry.insert(normalize_image(image), None);
+    }
+
+    /// Make pulls of `image` succeed only with this user name and password (others fail
+    /// as a registry's 401 does).
+    pub fn add_private_registry_image(&self, image: &str, username: &str, password: &str) {
+        self.lock().registry.insert(
+            normalize_image(image),
+            Some((username.to_string(), password.to_string())),
+        );
+    }
+
+    /// Every pull so far: the image and the user name of its credentials, if any.
+    pub fn pulls(&self) -> Vec<(String, Option<String>)> {
+        self.lock().pulls.clone()
     }
 
     /// How long each pull takes.
@@ -729,6 +779,12 @@ impl Runtime for FakeRuntime {
                     .to_string(),
             ));
         }
+        if let (Some(group), None) = (config.run_as_group, config.run_as_user) {
+            // containerd cannot make a user string of a group alone.
+            return Err(RuntimeError::Other(format!(
+                "failed to generate sanbdox container spec options: failed to generate user string: user group \"{group}\" is specified without user"
+            )));
+        }
         let mut state = self.lock();
         let name = format!(
             "k8s_POD_{}_{}_{}_{}",
@@ -853,6 +909,17 @@ impl Runtime for FakeRuntime {
             Method::CreateContainer,
             &format!("{sandbox_id}/{}", config.metadata.name),
         )?;
+        let sec = &config.security;
+        if let (Some(group), None, true) = (
+            sec.run_as_group,
+            sec.run_as_user,
+            sec.run_as_username.is_empty(),
+        ) {
+            // As containerd: a group alone makes no user string.
+            return Err(RuntimeError::Other(format!(
+                "failed to generate user string: user group \"{group}\" is specified without user"
+            )));
+        }
         let image = normalize_image(&config.image);
         let behavior = {
             let mut state = self.lock();
@@ -1160,20 +1227,33 @@ impl Runtime for FakeRuntime {
         Ok(state.images.get(&normalize_image(image)).map(Image::info))
     }
 
-    async fn pull_image(&self, image: &str, _auth: Option<&AuthConfig>) -> RuntimeResult<String> {
+    async fn pull_image(&self, image: &str, auth: Option<&AuthConfig>) -> RuntimeResult<String> {
         self.enter(Method::PullImage, image)?;
         let name = normalize_image(image);
         let (known, delay) = {
-            let state = self.lock();
-            (state.registry.contains_key(&name), state.pull_delay)
+            let mut state = self.lock();
+            state
+                .pulls
+                .push((name.clone(), auth.map(|a| a.username.clone())));
+            (state.registry.get(&name).cloned(), state.pull_delay)
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if !known {
-            return Err(RuntimeError::ImagePull(format!(
-                "failed to pull and unpack image {name:?}: failed to resolve reference {name:?}: {name}: not found"
-            )));
+        match known {
+            None => {
+                return Err(RuntimeError::ImagePull(format!(
+                    "failed to pull and unpack image {name:?}: failed to resolve reference {name:?}: {name}: not found"
+                )));
+            }
+            Some(Some((user, password)))
+                if auth.is_none_or(|a| a.username != user || a.password != password) =>
+            {
+                return Err(RuntimeError::ImagePull(format!(
+                    "failed to pull and unpack image {name:?}: failed to resolve reference {name:?}: pull access denied, repository does not exist or may require authorization: authorization failed: 401 Unauthorized"
+                )));
+            }
+            Some(_) => {}
         }
         let mut state = self.lock();
         let entry = state

@@ -1,4 +1,10 @@
-//! `hostPath`: a path of the node, checked (or created) by its `type` as the reference does.
+//! `hostPath`: a path of the node, checked (or created) by its `type` as the reference does,
+//! with the reference's messages (`hostPath type check failed: <path> is not a directory`).
+//! `DirectoryOrCreate` makes the directory (and its parents) with mode 0755,
+//! `FileOrCreate` an empty file with mode 0644; unlike the documented reference, which
+//! leaves a missing parent directory of a `FileOrCreate` path as an error, this kubelet
+//! creates the parents too. The volume's ownership is left alone (`fsGroup` does not apply
+//! to hostPath volumes, as with the reference).
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -83,7 +89,7 @@ impl VolumePlugin for HostPathPlugin {
             "File" => want(meta.as_ref().is_ok_and(|m| m.is_file()), "file")?,
             "Socket" => want(
                 meta.as_ref().is_ok_and(|m| m.file_type().is_socket()),
-                "socket",
+                "socket file",
             )?,
             "CharDevice" => want(
                 meta.as_ref().is_ok_and(|m| m.file_type().is_char_device()),
@@ -94,15 +100,13 @@ impl VolumePlugin for HostPathPlugin {
                 "block device",
             )?,
             other => {
-                return Err(invalid(
-                    name,
-                    format!("hostPath.type {other:?} is not a valid type"),
-                ));
+                return Err(invalid(name, format!("{other} is an invalid volume type")));
             }
         }
         Ok(MountedVolume {
             host_path: path,
             read_only: false,
+            size_limit_bytes: None,
         })
     }
 
@@ -155,10 +159,7 @@ mod tests {
     async fn types_are_checked_or_created() {
         let root = tempfile::tempdir().expect("tempdir");
         let pod = Pod::default();
-        let ctx = VolumeContext {
-            pod: &pod,
-            pod_dir: root.path(),
-        };
+        let ctx = VolumeContext::new(&pod, root.path());
         let dir = root.path().join("made/dir");
         let file = root.path().join("made/file");
         let p = HostPathPlugin;
@@ -176,20 +177,54 @@ mod tests {
         p.setup(&ctx, &volume(&file, "File"))
             .await
             .expect("is a file");
-        for (path, kind) in [
-            (&file, "Directory"),
-            (&dir, "File"),
-            (&dir, "Socket"),
-            (&root.path().join("absent"), "Directory"),
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(&file), 0o644);
+        // What exists already is checked, not created over.
+        let err = p
+            .setup(&ctx, &volume(&file, "DirectoryOrCreate"))
+            .await
+            .expect_err("a file is not a directory");
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+        let err = p
+            .setup(&ctx, &volume(&dir, "FileOrCreate"))
+            .await
+            .expect_err("a directory is not a file");
+        assert!(err.to_string().contains("is not a file"), "{err}");
+        let socket_path = root.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket_path).expect("bind");
+        p.setup(&ctx, &volume(&socket_path, "Socket"))
+            .await
+            .expect("is a socket");
+        p.setup(&ctx, &volume(Path::new("/dev/null"), "CharDevice"))
+            .await
+            .expect("/dev/null is a character device");
+        let absent = root.path().join("absent");
+        for (path, kind, what) in [
+            (&file, "Directory", "is not a directory"),
+            (&dir, "File", "is not a file"),
+            (&dir, "Socket", "is not a socket file"),
+            (&file, "CharDevice", "is not a character device"),
+            (&socket_path, "BlockDevice", "is not a block device"),
+            (&absent, "Directory", "is not a directory"),
+            (&absent, "File", "is not a file"),
         ] {
             let err = p.setup(&ctx, &volume(path, kind)).await.expect_err(kind);
-            assert!(err.to_string().contains("host"), "{err}");
+            let want = format!("hostPath type check failed: {} {what}", path.display());
+            assert!(
+                err.to_string().contains(&want) && err.to_string().contains("host"),
+                "{err}"
+            );
         }
+        assert!(!absent.exists());
         let err = p
             .setup(&ctx, &volume(&dir, "Bogus"))
             .await
             .expect_err("bad type");
-        assert!(err.to_string().contains("Bogus"), "{err}");
+        assert!(
+            err.to_string().contains("Bogus is an invalid volume type"),
+            "{err}"
+        );
         let err = p
             .setup(&ctx, &volume(Path::new("relative"), ""))
             .await

@@ -33,6 +33,15 @@ pub struct Node {
 impl Node {
     /// Start the kubelet on `runtime`.
     pub fn start(runtime: Arc<FakeRuntime>) -> Self {
+        Self::start_with(runtime, |b| b)
+    }
+
+    /// Start the kubelet on `runtime`, with the builder adjusted by `configure` (e.g. to add
+    /// a source of ConfigMaps and Secrets).
+    pub fn start_with(
+        runtime: Arc<FakeRuntime>,
+        configure: impl FnOnce(kubelet_core::KubeletBuilder) -> kubelet_core::KubeletBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = KubeletConfig::new("node-1");
         config.root_dir = dir.path().join("kubelet");
@@ -40,12 +49,14 @@ impl Node {
         config.node_ips = vec!["192.0.2.10".into()];
         let reporter = Arc::new(RecordingReporter::new());
         let (source, pods) = ChannelSource::new("api");
-        let kubelet = Kubelet::builder(config)
-            .runtime(runtime.clone())
-            .reporter(reporter.clone())
-            .source(Box::new(source))
-            .build()
-            .expect("kubelet");
+        let kubelet = configure(
+            Kubelet::builder(config)
+                .runtime(runtime.clone())
+                .reporter(reporter.clone())
+                .source(Box::new(source)),
+        )
+        .build()
+        .expect("kubelet");
         let handle = kubelet.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -7,9 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::volume_plugins::ownership::{FsGroup, FsGroupChangePolicy, set_volume_ownership};
 
 /// The symlink to the current timestamped directory.
 pub(super) const DATA_DIR: &str = "..data";
@@ -24,6 +26,9 @@ pub(super) struct FileProjection {
     pub data: Vec<u8>,
     /// Permission bits.
     pub mode: u32,
+    /// The file's owner when it is not the kubelet's user (a service account token given to
+    /// the containers' common `runAsUser`).
+    pub owner: Option<u32>,
 }
 
 /// Files by path relative to the volume directory.
@@ -86,12 +91,29 @@ fn top_level(payload: &Payload) -> BTreeSet<String> {
         .collect()
 }
 
+/// The mode a file ends with: the payload's, plus group read when the pod has an
+/// `fsGroup` (the ownership walk adds it, the volume being read-only).
+fn effective_mode(mode: u32, fs_group: Option<FsGroup>) -> u32 {
+    let mode = mode & 0o7777;
+    if fs_group.is_some() {
+        mode | 0o440
+    } else {
+        mode
+    }
+}
+
 /// Makes `target` hold exactly `payload`; returns whether anything was written. A payload
 /// equal to what is there (contents and modes) writes nothing, so calling this on every sync
 /// is cheap and does not disturb readers. The payload must have passed [`validate`].
-pub(super) fn write(target: &Path, payload: &Payload) -> Result<bool, WriteError> {
+/// `target` is created if missing (its mode is the caller's business). With `fs_group`, the
+/// whole volume is given to the group (read-only, the reference's `SetVolumeOwnership` on
+/// every write) after the new files are written and before they become visible.
+pub(super) fn write(
+    target: &Path,
+    payload: &Payload,
+    fs_group: Option<FsGroup>,
+) -> Result<bool, WriteError> {
     fs::create_dir_all(target).map_err(at(target))?;
-    fs::set_permissions(target, fs::Permissions::from_mode(DIR_MODE)).map_err(at(target))?;
     let data_link = target.join(DATA_DIR);
     let old = match fs::read_link(&data_link) {
         Ok(p) => Some(p),
@@ -99,13 +121,23 @@ pub(super) fn write(target: &Path, payload: &Payload) -> Result<bool, WriteError
         Err(e) => return Err(at(&data_link)(e)),
     };
     let unchanged = match &old {
-        Some(old) => matches(&target.join(old), payload)?,
+        Some(old) => matches(&target.join(old), payload, fs_group)?,
         None => false,
     };
     if !unchanged {
         let ts_name = new_ts_dir(target)?;
         let ts_dir = target.join(&ts_name);
         write_files(&ts_dir, payload)?;
+        if let Some(group) = fs_group {
+            let always = FsGroup {
+                policy: FsGroupChangePolicy::Always,
+                ..group
+            };
+            set_volume_ownership(target, always, true).map_err(|e| WriteError {
+                path: e.path,
+                source: e.source,
+            })?;
+        }
         let tmp = target.join(DATA_DIR_TMP);
         remove_if_present(&tmp)?;
         symlink(&ts_name, &tmp).map_err(at(&tmp))?;
@@ -198,12 +230,15 @@ fn write_files(dir: &Path, payload: &Payload) -> Result<(), WriteError> {
         // Set after writing so the umask does not decide the mode.
         fs::set_permissions(&path, fs::Permissions::from_mode(file.mode & 0o7777))
             .map_err(at(&path))?;
+        if let Some(owner) = file.owner {
+            std::os::unix::fs::lchown(&path, Some(owner), None).map_err(at(&path))?;
+        }
     }
     Ok(())
 }
 
 /// Whether `dir` holds exactly the payload's files, with the same contents and modes.
-fn matches(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
+fn matches(dir: &Path, payload: &Payload, fs_group: Option<FsGroup>) -> Result<bool, WriteError> {
     let mut found = BTreeMap::new();
     if !collect(dir, dir, &mut found)? {
         return Ok(false);
@@ -211,11 +246,14 @@ fn matches(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
     if found.len() != payload.len() {
         return Ok(false);
     }
-    for (rel, mode) in found {
+    for (rel, (mode, uid)) in found {
         let Some(want) = payload.get(&rel) else {
             return Ok(false);
         };
-        if mode != want.mode & 0o7777 {
+        if want.owner.is_some_and(|owner| owner != uid) {
+            return Ok(false);
+        }
+        if mode != effective_mode(want.mode, fs_group) {
             return Ok(false);
         }
         let path = dir.join(&rel);
@@ -229,7 +267,11 @@ fn matches(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
 
 /// Regular files below `dir` with their modes; false when `dir` is gone or holds anything
 /// else than directories and regular files.
-fn collect(root: &Path, dir: &Path, found: &mut BTreeMap<String, u32>) -> Result<bool, WriteError> {
+fn collect(
+    root: &Path,
+    dir: &Path,
+    found: &mut BTreeMap<String, (u32, u32)>,
+) -> Result<bool, WriteError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -247,7 +289,10 @@ fn collect(root: &Path, dir: &Path, found: &mut BTreeMap<String, u32>) -> Result
             let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
                 return Ok(false);
             };
-            found.insert(rel.to_string(), meta.permissions().mode() & 0o7777);
+            found.insert(
+                rel.to_string(),
+                (meta.permissions().mode() & 0o7777, meta.uid()),
+            );
         } else {
             return Ok(false);
         }
@@ -263,6 +308,7 @@ mod tests {
         FileProjection {
             data: data.as_bytes().to_vec(),
             mode,
+            owner: None,
         }
     }
 
@@ -282,7 +328,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("vol");
         let first = payload(&[("a", "1", 0o644), ("dir/b", "2", 0o600)]);
-        assert!(write(&target, &first).unwrap());
+        assert!(write(&target, &first, None).unwrap());
         assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "1");
         assert_eq!(fs::read_to_string(target.join("dir/b")).unwrap(), "2");
         assert_eq!(
@@ -299,12 +345,12 @@ mod tests {
         assert!(ts1.to_string_lossy().starts_with(".."), "{ts1:?}");
 
         // The same payload writes nothing.
-        assert!(!write(&target, &first).unwrap());
+        assert!(!write(&target, &first, None).unwrap());
         assert_eq!(fs::read_link(target.join(DATA_DIR)).unwrap(), ts1);
 
         // A change: a new timestamped dir, the old one and the dropped path gone.
         let second = payload(&[("a", "one", 0o644), ("c", "3", 0o400)]);
-        assert!(write(&target, &second).unwrap());
+        assert!(write(&target, &second, None).unwrap());
         let ts2 = fs::read_link(target.join(DATA_DIR)).unwrap();
         assert_ne!(ts1, ts2);
         assert!(!target.join(&ts1).exists());
@@ -326,7 +372,7 @@ mod tests {
         assert_eq!(names, want);
         // A mode change alone is a change.
         let third = payload(&[("a", "one", 0o600), ("c", "3", 0o400)]);
-        assert!(write(&target, &third).unwrap());
+        assert!(write(&target, &third, None).unwrap());
         assert_eq!(mode(&target.join("a")), 0o600);
     }
 
@@ -335,10 +381,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("vol");
         let p = payload(&[("a", "1", 0o644)]);
-        write(&target, &p).unwrap();
+        write(&target, &p, None).unwrap();
         let ts = fs::read_link(target.join(DATA_DIR)).unwrap();
         fs::write(target.join(&ts).join("a"), "changed").unwrap();
-        assert!(write(&target, &p).unwrap());
+        assert!(write(&target, &p, None).unwrap());
         assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "1");
     }
 
@@ -346,9 +392,9 @@ mod tests {
     fn an_empty_payload_is_an_empty_volume() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("vol");
-        write(&target, &Payload::new()).unwrap();
+        write(&target, &Payload::new(), None).unwrap();
         assert!(target.join(DATA_DIR).is_dir());
-        assert!(!write(&target, &Payload::new()).unwrap());
+        assert!(!write(&target, &Payload::new(), None).unwrap());
     }
 
     #[test]

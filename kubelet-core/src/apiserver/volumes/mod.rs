@@ -6,11 +6,18 @@
 //! Each volume is a directory `<pod dir>/volumes/kubernetes.io~<plugin>/<volume name>` with
 //! the reference's names (`configmap`, `secret`, `downward-api`, `projected`) and the
 //! atomic-writer layout (`..<timestamp>/`, `..data` -> it, visible paths as symlinks through
-//! `..data`). Unlike the reference, the directory is a plain directory on the node's disk,
-//! not a tmpfs: Secret data and tokens land on disk, protected only by the directory
-//! permissions and the file modes the pod asks for. Containers mount it read-only. File
-//! ownership (`fsGroup`, the alpha `defaultUser`/`user` fields) is not applied: files belong
-//! to the kubelet's user.
+//! `..data`). Where it lives is as the reference's wrapped emptyDir: secret, downwardAPI and
+//! projected volumes (so service account tokens) are memory-backed, a tmpfs mounted at the
+//! volume directory (sized as [`crate::volume_plugins::memory_volume_size`] says, without a
+//! `sizeLimit`) and unmounted at teardown; configMap volumes are a directory on the node's
+//! disk (mode 0777). Containers mount them read-only.
+//!
+//! With a pod `fsGroup`, every write gives the volume to the group (group read, setgid
+//! directories: the reference's `SetVolumeOwnership`, always, whatever
+//! `fsGroupChangePolicy` says, as the reference does for these volumes). A service account
+//! token belongs to the user all the pod's containers run as, when they agree on one, and
+//! its mode is then (or with an fsGroup) 0600, as the reference's. Other files belong to the
+//! kubelet's user (the alpha `defaultUser`/`user` fields are not applied).
 //!
 //! Register it next to the built-ins:
 //!
@@ -19,10 +26,12 @@
 //! plugins.push(Arc::new(ApiObjectVolumePlugin::new(fetcher)));
 //! ```
 //!
-//! [`VolumePlugin::setup`] is called on every pod sync: it fetches the objects again
-//! (through the [`PodObjectFetcher`] cache, so at most once per TTL), requests a new token
-//! once 80 % of the current one's life has passed, and swaps `..data` only when a file's
-//! content or mode changed.
+//! [`VolumePlugin::setup`] is called on every pod sync (so at least once per sync period):
+//! it fetches the objects again (through the [`PodObjectFetcher`] cache, so at most once per
+//! TTL), requests a new token once 80 % of the current one's life has passed, and swaps
+//! `..data` only when a file's content or mode changed: a changed ConfigMap shows up in the
+//! file within the sync period plus the cache TTL ([`VOLUME_OBJECT_TTL`] with
+//! [`ApiObjectVolumePlugin::for_client`]).
 
 mod atomic;
 
@@ -33,21 +42,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume, VolumeProjection,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Secret, Volume,
+    VolumeProjection,
 };
 use tracing::debug;
 
 use self::atomic::{FileProjection, Payload};
 use super::error::FetchError;
 use super::fetch::{BoundPod, PodObjectFetcher};
+use crate::downward_api::NodeAllocatable;
 use crate::error::VolumeError;
 use crate::volume::{MountedVolume, VolumeContext, VolumePlugin};
+use crate::volume_plugins::ownership::FsGroup;
+use crate::volume_plugins::{HostMounter, Mounter, ensure_tmpfs, remove_volume_dir};
 
 /// The plugin's name in logs (it stands for the reference's `kubernetes.io/configmap`,
 /// `kubernetes.io/secret`, `kubernetes.io/downward-api` and `kubernetes.io/projected`).
 pub const API_OBJECT_PLUGIN_NAME: &str = "kubernetes.io/api-object";
 /// File mode when the volume gives none (the API's default `defaultMode`).
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// How long the plugin made by [`ApiObjectVolumePlugin::for_client`] uses a fetched
+/// ConfigMap or Secret: short, so that a change reaches the files within the sync period
+/// plus this (70 s with the default 1-minute sync period, inside the 60-90 s the reference
+/// takes with its default watch-based change detection), while the few syncs of a starting
+/// pod still share one read.
+pub const VOLUME_OBJECT_TTL: Duration = Duration::from_secs(10);
 /// A token's lifetime when `expirationSeconds` is unset (the API's default).
 pub const DEFAULT_TOKEN_EXPIRATION: Duration = Duration::from_secs(3600);
 
@@ -82,6 +101,11 @@ impl Kind {
         }
     }
 
+    /// Whether the reference backs this kind with memory (its wrapped emptyDir's medium).
+    fn memory_backed(self) -> bool {
+        !matches!(self, Kind::ConfigMap)
+    }
+
     fn dir(self) -> &'static str {
         match self {
             Kind::ConfigMap => "kubernetes.io~configmap",
@@ -100,12 +124,33 @@ fn volume_dir(pod_dir: &Path, kind: Kind, name: &str) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct ApiObjectVolumePlugin {
     fetcher: Arc<PodObjectFetcher>,
+    mounter: Arc<dyn Mounter>,
 }
 
 impl ApiObjectVolumePlugin {
-    /// A plugin reading ConfigMaps, Secrets and tokens through `fetcher`.
+    /// A plugin reading ConfigMaps, Secrets and tokens through `fetcher`, mounting the
+    /// memory-backed volumes through the node's mount table.
     pub fn new(fetcher: Arc<PodObjectFetcher>) -> Self {
-        Self { fetcher }
+        Self {
+            fetcher,
+            mounter: Arc::new(HostMounter),
+        }
+    }
+
+    /// A plugin with a fetcher of its own over `client`, keeping objects for
+    /// [`VOLUME_OBJECT_TTL`] (the daemon's choice: volume contents follow the API server
+    /// more closely than environment variables, which are read once per container start).
+    pub fn for_client(client: super::client::NodeClient) -> Self {
+        Self::new(Arc::new(
+            PodObjectFetcher::new(client).with_ttl(VOLUME_OBJECT_TTL),
+        ))
+    }
+
+    /// The same plugin mounting its tmpfs volumes through `mounter` (a
+    /// [`crate::volume::FakeMounter`] in tests that run without privileges).
+    pub fn with_mounter(mut self, mounter: Arc<dyn Mounter>) -> Self {
+        self.mounter = mounter;
+        self
     }
 }
 
@@ -113,14 +158,44 @@ impl ApiObjectVolumePlugin {
 struct PodRef<'a> {
     pod: &'a Pod,
     namespace: &'a str,
+    node: NodeAllocatable,
+    fs_group: Option<FsGroup>,
 }
 
 impl<'a> PodRef<'a> {
-    fn new(pod: &'a Pod) -> Self {
+    fn new(pod: &'a Pod, node: NodeAllocatable) -> Self {
         Self {
             pod,
             namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+            node,
+            fs_group: FsGroup::of(pod),
         }
+    }
+
+    /// The user every container of the pod runs as (its own `runAsUser`, else the pod's),
+    /// when they all set the same one (the reference's `FsUserFrom`).
+    fn fs_user(&self) -> Option<u32> {
+        let spec = self.pod.spec.as_ref()?;
+        let pod_user = spec.security_context.as_ref().and_then(|s| s.run_as_user);
+        let mut user: Option<i64> = None;
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            let u = c
+                .security_context
+                .as_ref()
+                .and_then(|s| s.run_as_user)
+                .or(pod_user)?;
+            match user {
+                None => user = Some(u),
+                Some(prev) if prev != u => return None,
+                Some(_) => {}
+            }
+        }
+        user.and_then(|u| u32::try_from(u).ok())
     }
 
     fn service_account(&self) -> &'a str {
@@ -247,6 +322,7 @@ impl<'a> Object<'a> {
                     let file = FileProjection {
                         data: bytes,
                         mode: default_mode,
+                        owner: None,
                     };
                     insert(payload, volume, &key, file)?;
                 }
@@ -267,7 +343,11 @@ impl<'a> Object<'a> {
                             ),
                         });
                     };
-                    let file = FileProjection { data: bytes, mode };
+                    let file = FileProjection {
+                        data: bytes,
+                        mode,
+                        owner: None,
+                    };
                     insert(payload, volume, &item.path, file)?;
                 }
             }
@@ -279,6 +359,7 @@ impl<'a> Object<'a> {
 fn downward_files(
     volume: &str,
     pod: &Pod,
+    node: &NodeAllocatable,
     items: &[DownwardAPIVolumeFile],
     default_mode: u32,
     payload: &mut Payload,
@@ -304,15 +385,7 @@ fn downward_files(
                     }
                 })?
             }
-            (None, Some(r)) => {
-                return Err(VolumeError::Invalid {
-                    volume: volume.to_string(),
-                    message: format!(
-                        "downwardAPI item {:?}: resourceFieldRef {:?} is not supported by this kubelet",
-                        item.path, r.resource
-                    ),
-                });
-            }
+            (None, Some(r)) => resource_file(volume, pod, node, &item.path, r)?,
             _ => {
                 return Err(VolumeError::Invalid {
                     volume: volume.to_string(),
@@ -326,10 +399,42 @@ fn downward_files(
         let file = FileProjection {
             data: value.into_bytes(),
             mode,
+            owner: None,
         };
         insert(payload, volume, &item.path, file)?;
     }
     Ok(())
+}
+
+/// A `resourceFieldRef` item: the named container's request or limit (a limit it leaves
+/// unset is the node's allocatable), divided by the divisor and rounded up.
+fn resource_file(
+    volume: &str,
+    pod: &Pod,
+    node: &NodeAllocatable,
+    path: &str,
+    selector: &ResourceFieldSelector,
+) -> Result<String, VolumeError> {
+    let invalid = |message: String| VolumeError::Invalid {
+        volume: volume.to_string(),
+        message: format!("downwardAPI item {path:?}: resourceFieldRef: {message}"),
+    };
+    let name = selector
+        .container_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("containerName is required in a volume".to_string()))?;
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+        })
+        .ok_or_else(|| invalid(format!("container {name:?} not found in the pod")))?;
+    crate::downward_api::resource_value(pod, container, selector, node).map_err(invalid)
 }
 
 impl ApiObjectVolumePlugin {
@@ -397,7 +502,7 @@ impl ApiObjectVolumePlugin {
         } else if let Some(src) = &volume.downward_api {
             let default_mode = mode(vname, "defaultMode", src.default_mode, DEFAULT_FILE_MODE)?;
             let items = src.items.as_deref().unwrap_or_default();
-            downward_files(vname, pod.pod, items, default_mode, &mut payload)?;
+            downward_files(vname, pod.pod, &pod.node, items, default_mode, &mut payload)?;
         } else if let Some(src) = &volume.projected {
             let default_mode = mode(vname, "defaultMode", src.default_mode, DEFAULT_FILE_MODE)?;
             for source in src.sources.iter().flatten() {
@@ -442,7 +547,7 @@ impl ApiObjectVolumePlugin {
             )
         } else if let Some(src) = &source.downward_api {
             let items = src.items.as_deref().unwrap_or_default();
-            downward_files(vname, pod.pod, items, default_mode, payload)
+            downward_files(vname, pod.pod, &pod.node, items, default_mode, payload)
         } else if let Some(src) = &source.service_account_token {
             let expiration = match src.expiration_seconds {
                 None => DEFAULT_TOKEN_EXPIRATION,
@@ -475,9 +580,19 @@ impl ApiObjectVolumePlugin {
                 )
                 .await
                 .map_err(|e| fetch_error(vname, e))?;
+            // As the reference: when every container runs as the same user the token is
+            // theirs, and with that user or an fsGroup it is readable by its owner only
+            // (the group still gets read through the ownership walk).
+            let owner = pod.fs_user();
+            let mode = if owner.is_some() || pod.fs_group.is_some() {
+                0o600
+            } else {
+                default_mode
+            };
             let file = FileProjection {
                 data: token.token.into_bytes(),
-                mode: default_mode,
+                mode,
+                owner,
             };
             insert(payload, vname, &src.path, file)
         } else if source.cluster_trust_bundle.is_some() {
@@ -512,27 +627,45 @@ impl VolumePlugin for ApiObjectVolumePlugin {
         volume: &Volume,
     ) -> Result<MountedVolume, VolumeError> {
         let kind = Kind::of(volume).ok_or_else(|| VolumeError::Unsupported(volume.name.clone()))?;
-        let pod = PodRef::new(ctx.pod);
+        let pod = PodRef::new(ctx.pod, ctx.node_allocatable);
         let payload = self.payload(&pod, volume).await?;
         let dir = volume_dir(ctx.pod_dir, kind, &volume.name);
         let target = dir.clone();
-        let written = tokio::task::spawn_blocking(move || atomic::write(&target, &payload))
-            .await
-            .map_err(|e| VolumeError::Other {
-                volume: volume.name.clone(),
-                message: format!("writing the volume's files: {e}"),
-            })?
-            .map_err(|e| VolumeError::Io {
-                volume: volume.name.clone(),
-                path: e.path,
-                source: e.source,
+        let tmpfs_size = kind.memory_backed().then(|| {
+            crate::volume_plugins::memory_volume_size(
+                ctx.pod,
+                None,
+                ctx.node_allocatable.memory_bytes,
+            )
+        });
+        let mounter = self.mounter.clone();
+        let fs_group = pod.fs_group;
+        let written = tokio::task::spawn_blocking(move || {
+            prepare_dir(mounter.as_ref(), &target, tmpfs_size).map_err(|source| {
+                atomic::WriteError {
+                    path: target.clone(),
+                    source,
+                }
             })?;
+            atomic::write(&target, &payload, fs_group)
+        })
+        .await
+        .map_err(|e| VolumeError::Other {
+            volume: volume.name.clone(),
+            message: format!("writing the volume's files: {e}"),
+        })?
+        .map_err(|e| VolumeError::Io {
+            volume: volume.name.clone(),
+            path: e.path,
+            source: e.source,
+        })?;
         if written {
             debug!(volume = %volume.name, dir = %dir.display(), "volume contents updated");
         }
         Ok(MountedVolume {
             host_path: dir,
             read_only: true,
+            size_limit_bytes: None,
         })
     }
 
@@ -545,21 +678,49 @@ impl VolumePlugin for ApiObjectVolumePlugin {
         // Only the name is known here: each of the four directories may hold it.
         for kind in Kind::ALL {
             let dir = volume_dir(pod_dir, kind, volume_name);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(VolumeError::Io {
-                        volume: volume_name.to_string(),
-                        path: dir,
-                        source: e,
-                    });
-                }
-            }
+            let mounter = self.mounter.clone();
+            let target = dir.clone();
+            tokio::task::spawn_blocking(move || remove_volume_dir(mounter.as_ref(), &target))
+                .await
+                .map_err(|e| VolumeError::Other {
+                    volume: volume_name.to_string(),
+                    message: format!("removing the volume: {e}"),
+                })?
+                .map_err(|source| VolumeError::Io {
+                    volume: volume_name.to_string(),
+                    path: dir,
+                    source,
+                })?;
         }
         // The pod's tokens are useless once its volumes are gone.
         self.fetcher.forget_pod(pod_uid);
         Ok(())
+    }
+}
+
+/// The volume directory as the reference's wrapped emptyDir makes it: a tmpfs for the
+/// memory-backed kinds (`Some(size)`), a directory of mode 0777 on disk otherwise (the mode
+/// set when it is made, so that the setgid an `fsGroup` adds stays).
+fn prepare_dir(
+    mounter: &dyn Mounter,
+    dir: &Path,
+    tmpfs_size: Option<Option<u64>>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match tmpfs_size {
+        Some(size) => {
+            if ensure_tmpfs(mounter, dir, size)? {
+                debug!(dir = %dir.display(), ?size, "tmpfs mounted");
+            }
+            Ok(())
+        }
+        None => {
+            if dir.is_dir() {
+                return Ok(());
+            }
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        }
     }
 }
 

@@ -84,7 +84,11 @@ fn plugin() -> (ApiObjectVolumePlugin, Arc<Objects>) {
     let objects = Arc::new(Objects::default());
     tokio::spawn(serve(handle, objects.clone()));
     let fetcher = PodObjectFetcher::new(client).with_ttl(Duration::from_secs(10));
-    (ApiObjectVolumePlugin::new(Arc::new(fetcher)), objects)
+    (
+        ApiObjectVolumePlugin::new(Arc::new(fetcher))
+            .with_mounter(Arc::new(crate::volume_plugins::FakeMounter::new())),
+        objects,
+    )
 }
 
 fn pod() -> Pod {
@@ -152,10 +156,7 @@ async fn the_token_is_renewed_once_80_percent_of_its_life_has_passed() {
     let (plugin, objects) = plugin();
     let root = tempfile::tempdir().unwrap();
     let pod = pod();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: root.path(),
-    };
+    let ctx = VolumeContext::new(&pod, root.path());
     let volume = token_volume(3600);
     let m = plugin.setup(&ctx, &volume).await.unwrap();
     assert!(m.read_only);
@@ -211,10 +212,7 @@ async fn a_short_expiration_is_raised_to_the_minimum_and_unset_means_an_hour() {
     let (plugin, objects) = plugin();
     let root = tempfile::tempdir().unwrap();
     let pod = pod();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: root.path(),
-    };
+    let ctx = VolumeContext::new(&pod, root.path());
     plugin.setup(&ctx, &token_volume(60)).await.unwrap();
     let mut unset = token_volume(0);
     unset.name = "other".into();
@@ -248,10 +246,7 @@ async fn configmap_changes_show_after_the_ttl() {
     objects.put(path, cm("v1"));
     let root = tempfile::tempdir().unwrap();
     let pod = pod();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: root.path(),
-    };
+    let ctx = VolumeContext::new(&pod, root.path());
     let volume = Volume {
         name: "cfg".into(),
         config_map: Some(ConfigMapVolumeSource {
@@ -282,10 +277,7 @@ async fn invalid_specs_are_refused_naming_the_volume() {
     );
     let root = tempfile::tempdir().unwrap();
     let pod = pod();
-    let ctx = VolumeContext {
-        pod: &pod,
-        pod_dir: root.path(),
-    };
+    let ctx = VolumeContext::new(&pod, root.path());
     let escape = Volume {
         name: "escape".into(),
         secret: Some(SecretVolumeSource {
@@ -404,4 +396,322 @@ fn supports_exactly_the_four_types() {
     assert!(plugin.can_support(&v(|v| v.projected = Some(Default::default()))));
     assert!(!plugin.can_support(&v(|v| v.empty_dir = Some(Default::default()))));
     assert!(!plugin.can_support(&v(|_| {})));
+}
+
+use k8s_openapi::api::core::v1::Container;
+
+fn plugin_with_mounter() -> (
+    ApiObjectVolumePlugin,
+    Arc<Objects>,
+    crate::volume_plugins::FakeMounter,
+) {
+    let (plugin, objects) = plugin();
+    let mounter = crate::volume_plugins::FakeMounter::new();
+    (
+        plugin.with_mounter(Arc::new(mounter.clone())),
+        objects,
+        mounter,
+    )
+}
+
+fn resource_pod() -> Pod {
+    let mut p = pod();
+    let quantity = |s: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.into());
+    if let Some(spec) = p.spec.as_mut() {
+        spec.containers = vec![Container {
+            name: "app".into(),
+            resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), quantity("250m")),
+                    ("memory".to_string(), quantity("32Mi")),
+                ])),
+                limits: Some(BTreeMap::from([("memory".to_string(), quantity("64Mi"))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+    }
+    p
+}
+
+fn resource_item(
+    path: &str,
+    resource: &str,
+    divisor: Option<&str>,
+    mode: Option<i32>,
+) -> DownwardAPIVolumeFile {
+    DownwardAPIVolumeFile {
+        path: path.into(),
+        mode,
+        resource_field_ref: Some(ResourceFieldSelector {
+            container_name: Some("app".into()),
+            resource: resource.into(),
+            divisor: divisor
+                .map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn resource_fields_are_written_with_divisor_and_node_allocatable_and_modes() {
+    let (plugin, _objects, _mounter) = plugin_with_mounter();
+    let root = tempfile::tempdir().unwrap();
+    let pod = resource_pod();
+    let node = crate::downward_api::NodeAllocatable {
+        cpu_milli: 2000,
+        memory_bytes: 4 << 30,
+        ephemeral_storage_bytes: 0,
+    };
+    let ctx = VolumeContext::new(&pod, root.path()).with_node_allocatable(node);
+    let volume = Volume {
+        name: "res".into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            default_mode: Some(0o440),
+            items: Some(vec![
+                resource_item("cpu_request", "requests.cpu", Some("1m"), Some(0o400)),
+                resource_item("cpu_limit", "limits.cpu", None, None),
+                resource_item("mem_limit", "limits.memory", Some("1Mi"), None),
+                resource_item("mem_request", "requests.memory", None, None),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let m = plugin.setup(&ctx, &volume).await.unwrap();
+    assert_eq!(read(&m.host_path.join("cpu_request")), "250");
+    // No CPU limit: the node's allocatable (2 cores).
+    assert_eq!(read(&m.host_path.join("cpu_limit")), "2");
+    assert_eq!(read(&m.host_path.join("mem_limit")), "64");
+    assert_eq!(
+        read(&m.host_path.join("mem_request")),
+        (32 << 20).to_string()
+    );
+    assert_eq!(mode_of(&m.host_path.join("cpu_request")), 0o400);
+    assert_eq!(mode_of(&m.host_path.join("cpu_limit")), 0o440);
+    // Projected downwardAPI sources take resource fields too.
+    let projected = Volume {
+        name: "proj".into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o600),
+            sources: Some(vec![VolumeProjection {
+                downward_api: Some(DownwardAPIProjection {
+                    items: Some(vec![resource_item(
+                        "mem",
+                        "limits.memory",
+                        Some("1Mi"),
+                        Some(0o444),
+                    )]),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let m = plugin.setup(&ctx, &projected).await.unwrap();
+    assert_eq!(read(&m.host_path.join("mem")), "64");
+    assert_eq!(mode_of(&m.host_path.join("mem")), 0o444);
+    // A container that is not in the pod.
+    let mut bad = volume.clone();
+    if let Some(d) = bad.downward_api.as_mut() {
+        d.items = Some(vec![DownwardAPIVolumeFile {
+            path: "x".into(),
+            resource_field_ref: Some(ResourceFieldSelector {
+                container_name: Some("ghost".into()),
+                resource: "limits.cpu".into(),
+                divisor: None,
+            }),
+            ..Default::default()
+        }]);
+    }
+    let err = plugin.setup(&ctx, &bad).await.unwrap_err().to_string();
+    assert!(err.contains("res") && err.contains("ghost"), "{err}");
+}
+
+#[tokio::test]
+async fn secret_downward_and_projected_volumes_are_tmpfs_and_configmaps_are_not() {
+    let (plugin, objects, mounter) = plugin_with_mounter();
+    objects.put(
+        "/api/v1/namespaces/ns/secrets/s",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ns"},
+            "data": {"a": "YQ=="}}),
+    );
+    objects.put(
+        "/api/v1/namespaces/ns/configmaps/c",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
+            "data": {"k": "v"}}),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let pod = resource_pod();
+    let node = crate::downward_api::NodeAllocatable {
+        memory_bytes: 4 << 30,
+        ..Default::default()
+    };
+    let ctx = VolumeContext::new(&pod, root.path()).with_node_allocatable(node);
+    let secret = Volume {
+        name: "sec".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some("s".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cm = Volume {
+        name: "cm".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: "c".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let downward = Volume {
+        name: "dw".into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![resource_item("m", "limits.memory", None, None)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = token_volume(3600);
+    let mut dirs = BTreeMap::new();
+    for v in [&secret, &cm, &downward, &token] {
+        let m = plugin.setup(&ctx, v).await.unwrap();
+        dirs.insert(v.name.clone(), m.host_path);
+    }
+    let mounts = mounter.mounts();
+    // The pod's memory limit (64Mi) is below the node's allocatable: the tmpfs size.
+    for name in ["sec", "dw", "token"] {
+        assert_eq!(mounts.get(&dirs[name]), Some(&Some(64 << 20)), "{name}");
+    }
+    assert!(!mounts.contains_key(&dirs["cm"]));
+    assert_eq!(mounts.len(), 3);
+    // The on-disk configMap directory is open to all, as the reference's emptyDir.
+    assert_eq!(mode_of(&dirs["cm"]), 0o777);
+    // Syncing again mounts nothing more; teardown unmounts and removes.
+    plugin.setup(&ctx, &secret).await.unwrap();
+    assert_eq!(mounter.mounts().len(), 3);
+    for name in ["sec", "cm", "dw", "token"] {
+        plugin.teardown("uid-1", root.path(), name).await.unwrap();
+        assert!(!dirs[name].exists(), "{name}");
+    }
+    assert!(mounter.mounts().is_empty());
+    assert_eq!(mounter.unmounted().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fs_group_gives_the_files_to_the_group_and_the_token_0600() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: chown to another group needs root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let (plugin, objects, _mounter) = plugin_with_mounter();
+    objects.put(
+        "/api/v1/namespaces/ns/configmaps/c",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
+            "data": {"k": "v"}}),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let mut pod = pod();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            fs_group: Some(3456),
+            fs_group_change_policy: Some("OnRootMismatch".into()),
+            ..Default::default()
+        });
+    }
+    let ctx = VolumeContext::new(&pod, root.path());
+    let cm = Volume {
+        name: "cm".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: "c".into(),
+            default_mode: Some(0o600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let m = plugin.setup(&ctx, &cm).await.unwrap();
+    let meta = std::fs::metadata(m.host_path.join("k")).unwrap();
+    assert_eq!(meta.gid(), 3456);
+    // Group read added to the file's mode (the volume is read-only: no group write).
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    let root_meta = std::fs::metadata(&m.host_path).unwrap();
+    assert_eq!(root_meta.gid(), 3456);
+    assert_eq!(root_meta.permissions().mode() & 0o2000, 0o2000);
+    // A sync with nothing changed writes nothing (the added group bit is expected).
+    let data = std::fs::read_link(m.host_path.join("..data")).unwrap();
+    plugin.setup(&ctx, &cm).await.unwrap();
+    assert_eq!(
+        std::fs::read_link(m.host_path.join("..data")).unwrap(),
+        data
+    );
+    // A change is written and given to the group again, OnRootMismatch or not.
+    objects.put(
+        "/api/v1/namespaces/ns/configmaps/c",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"},
+            "data": {"k": "v2"}}),
+    );
+    tokio::time::advance(Duration::from_secs(11)).await;
+    plugin.setup(&ctx, &cm).await.unwrap();
+    assert_eq!(read(&m.host_path.join("k")), "v2");
+    let meta = std::fs::metadata(m.host_path.join("k")).unwrap();
+    assert_eq!(
+        (meta.gid(), meta.permissions().mode() & 0o7777),
+        (3456, 0o640)
+    );
+    // The token of a pod with an fsGroup is readable by its owner only (plus the group).
+    let m = plugin.setup(&ctx, &token_volume(3600)).await.unwrap();
+    let meta = std::fs::metadata(m.host_path.join("token")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(meta.gid(), 3456);
+}
+
+#[tokio::test]
+async fn the_token_belongs_to_the_common_run_as_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: chown to another user needs root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let (plugin, _objects, _mounter) = plugin_with_mounter();
+    let root = tempfile::tempdir().unwrap();
+    let mut pod = pod();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            run_as_user: Some(4242),
+            ..Default::default()
+        });
+        spec.containers = vec![Container {
+            name: "a".into(),
+            ..Default::default()
+        }];
+    }
+    let ctx = VolumeContext::new(&pod, root.path());
+    let m = plugin.setup(&ctx, &token_volume(3600)).await.unwrap();
+    let meta = std::fs::metadata(m.host_path.join("token")).unwrap();
+    assert_eq!(meta.uid(), 4242);
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    // The other files of the volume stay the kubelet's, with their modes.
+    let labels = std::fs::metadata(m.host_path.join("labels")).unwrap();
+    assert_eq!(labels.uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(labels.permissions().mode() & 0o7777, 0o600);
+    // Containers that disagree: the token stays the kubelet's.
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.push(Container {
+            name: "b".into(),
+            security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
+                run_as_user: Some(7),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let ctx = VolumeContext::new(&pod, root.path());
+    let mut other = token_volume(3600);
+    other.name = "other".into();
+    let m = plugin.setup(&ctx, &other).await.unwrap();
+    let meta = std::fs::metadata(m.host_path.join("token")).unwrap();
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
 }

@@ -65,6 +65,7 @@ mod pod_status;
 mod resources;
 mod routes;
 mod selectors;
+mod services;
 mod status;
 mod store;
 mod tls;

@@ -112,6 +112,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
     r(
         "",
         "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        false,
+        "services",
+        &["svc"],
+    ),
+    r(
+        "",
+        "v1",
         "serviceaccounts",
         "serviceaccount",
         "ServiceAccount",

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, watch};
 use super::pod_status;
 use super::resources::{ResourceInfo, storage_form};
 use super::selectors::Selectors;
+use super::services;
 use super::status::ApiError;
 use super::typed;
 
@@ -143,6 +144,21 @@ impl Store {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s.ensure_namespace(ns);
         }
+        // The API server's own Service, which kube-apiserver's bootstrap controller keeps
+        // at the first address of the service range.
+        if let Some(info) = storage_form("services") {
+            let _ = s.create(
+                info,
+                "default",
+                json!({
+                    "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                    "spec": {
+                        "clusterIP": services::first_ip(),
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                    },
+                }),
+            );
+        }
         s
     }
 
@@ -155,6 +171,15 @@ impl Store {
         {
             let _ = self.create(info, "", json!({"metadata": {"name": ns}}));
         }
+    }
+
+    fn service_ips_in_use(&self) -> Vec<String> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.0 == "services")
+            .filter_map(|(_, v)| v.pointer("/spec/clusterIP").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect()
     }
 
     pub(crate) fn current_rv(&self) -> u64 {
@@ -381,6 +406,9 @@ impl Store {
         let mut obj = typed::normalize(info, obj).map_err(ApiError::bad_request)?;
         defaults(info, &mut obj, &now);
         validate(info, &name, &obj)?;
+        if info.storage == "services" {
+            services::allocate_cluster_ip(&mut obj, self.service_ips_in_use())?;
+        }
         let uid = self.new_uid();
         self.rv += 1;
         let m = meta_mut(&mut obj);
@@ -768,6 +796,7 @@ fn defaults(info: &ResourceInfo, obj: &mut Value, _now: &str) {
             obj["status"] = json!({"phase": "Active"});
         }
         "secrets" => set_default(obj, "type", json!("Opaque")),
+        "services" => services::defaults(obj),
         _ => {}
     }
 }
@@ -866,6 +895,21 @@ fn validate(info: &ResourceInfo, name: &str, obj: &Value) -> Result<(), ApiError
                 }
             }
         }
+        "services" => causes.extend(services::validate(obj)),
+        "configmaps" | "secrets" => {
+            for field in ["data", "binaryData"] {
+                let keys = obj.get(field).and_then(Value::as_object);
+                for key in keys.into_iter().flat_map(|m| m.keys()) {
+                    if let Some(why) = invalid_config_key(key) {
+                        causes.push((
+                            format!("{field}[{key}]"),
+                            "FieldValueInvalid",
+                            format!("Invalid value: \"{key}\": {why}"),
+                        ));
+                    }
+                }
+            }
+        }
         "leases" => {
             if let Some(d) = obj
                 .pointer("/spec/leaseDurationSeconds")
@@ -904,6 +948,23 @@ fn validate(info: &ResourceInfo, name: &str, obj: &Value) -> Result<(), ApiError
         Ok(())
     } else {
         Err(ApiError::invalid(info.kind, info.group, name, &causes))
+    }
+}
+
+/// IsConfigMapKey (ConfigMap and Secret keys): why `key` is refused, if it is.
+fn invalid_config_key(key: &str) -> Option<String> {
+    if key.len() > 253 {
+        return Some("must be no more than 253 characters".to_string());
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if key.is_empty() || !key.chars().all(ok) {
+        return Some("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_string());
+    }
+    match key {
+        "." => Some("must not be '.'".to_string()),
+        ".." => Some("must not be '..'".to_string()),
+        k if k.starts_with("..") => Some("must not start with '..'".to_string()),
+        _ => None,
     }
 }
 

@@ -6,7 +6,9 @@
 //! becomes `data`, as the Secret registry does.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -40,6 +42,7 @@ pub(crate) fn normalize(info: &ResourceInfo, obj: Value) -> Result<Value, String
         "configmaps" => through::<ConfigMap>(obj),
         "secrets" => through::<Secret>(obj).map(string_data_into_data),
         "serviceaccounts" => through::<ServiceAccount>(obj),
+        "services" => through::<Service>(obj),
         "leases" => through::<Lease>(obj),
         "events" => through::<Event>(obj),
         _ => Ok(obj),
