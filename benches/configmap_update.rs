@@ -7,9 +7,10 @@
 //! stateful fake runtime (no containerd, no root: the delay is the kubelet's, not the
 //! runtime's), against the fake kube-apiserver, or a real one with `KUBELET_TEST_ASSETS`.
 //! One pod mounts the ConfigMap; each sample PATCHes a new value and times the wait until
-//! the file under `<root-dir>/pods/<uid>/volumes/kubernetes.io~configmap/` holds it. The
-//! phase of the change within the sync period is random, so the samples spread between the
-//! object TTL and the sync period plus the TTL.
+//! the file under `<root-dir>/pods/<uid>/volumes/kubernetes.io~configmap/` holds it. Each
+//! change is made at a pseudo-random point of the sync period (a sample right after the sync
+//! that showed the previous value would always wait one whole period), so the samples
+//! spread up to the sync period plus the volume objects' TTL (10 s).
 //!
 //! `cargo bench --bench configmap_update` (5 samples, the default 60 s sync period: several
 //! minutes), `cargo bench --bench configmap_update -- 5 10` (5 samples, `--sync-frequency`
@@ -139,6 +140,14 @@ async fn main() -> Result<(), BoxError> {
     println!("ConfigMap update to the mounted file, {which}, sync period {sync:?}:");
     let mut delays = Vec::new();
     for i in 1..=samples {
+        // A change lands anywhere within the sync period, not just after the sync that
+        // showed the previous one: wait a pseudo-random part of it first.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let phase = sync.mul_f64(f64::from(nanos % 1000) / 1000.0);
+        tokio::time::sleep(phase).await;
         let value = i.to_string();
         let patch = serde_json::json!({"data": {"value": value}});
         configmaps

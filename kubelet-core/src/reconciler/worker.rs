@@ -139,12 +139,15 @@ impl PodWorker {
                     return;
                 }
             };
-            let name = format!(
-                "{}/{}",
-                pod.metadata.namespace.as_deref().unwrap_or_default(),
-                pod.metadata.name.as_deref().unwrap_or_default()
-            );
-            tracing::Span::current().record("pod", name.as_str());
+            // Once: a pod UID keeps its name, and the fmt subscriber appends every record.
+            if self.last_pod.is_none() {
+                let name = format!(
+                    "{}/{}",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                );
+                tracing::Span::current().record("pod", name.as_str());
+            }
             let next = self.sync(&pod).await;
             self.last_pod = Some(pod);
             let wait = next
