@@ -649,3 +649,66 @@ async fn host_path_sub_path_and_propagation_of_static_pods() {
     node.shutdown().await;
     drop(shared);
 }
+
+/// An on-disk emptyDir written past its `sizeLimit` gets the pod evicted, as the reference's
+/// eviction manager does: Failed with reason Evicted, the reference's message and a
+/// DisruptionTarget condition on the API server, the container stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_dir_past_its_size_limit_evicts_the_pod() {
+    let Some(cluster) = start_cluster(&[]).await else {
+        return;
+    };
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "filler", "namespace": "default"},
+        "spec": {
+            "nodeName": support::node::NODE,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{
+                "name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", format!("dd if=/dev/zero of=/scratch/fill bs=1M count=2; {SERVE}")],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }],
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}],
+        },
+    }))
+    .expect("pod JSON");
+    cluster
+        .pods()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let evicted = cluster
+        .wait_pod("filler", "Evicted", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.reason.as_deref() == Some("Evicted"))
+        })
+        .await;
+    let status = evicted.status.expect("status");
+    let message = "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ";
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.message.as_deref(), Some(message));
+    let disruption = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .expect("DisruptionTarget condition");
+    assert_eq!(disruption.reason.as_deref(), Some("TerminationByKubelet"));
+    let app = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "app")
+        .expect("app status");
+    assert!(
+        app.state.as_ref().is_some_and(|s| s.terminated.is_some()),
+        "{app:?}"
+    );
+    cluster
+        .pods()
+        .delete("filler", &DeleteParams::default())
+        .await
+        .expect("delete");
+    cluster.wait_pod_gone("filler").await;
+}

@@ -18,7 +18,7 @@ pub struct MountedVolume {
     /// Whether the volume must be mounted read-only whatever the container asks.
     pub read_only: bool,
     /// The size the volume may use on the node's disk (an on-disk `emptyDir`'s
-    /// `sizeLimit`), recorded for whoever enforces it; memory-backed volumes are limited by
+    /// `sizeLimit`), which the pod worker enforces by eviction; memory-backed volumes are limited by
     /// their tmpfs size instead and leave it `None`.
     pub size_limit_bytes: Option<u64>,
 }

@@ -19,6 +19,9 @@ use crate::reconciler::status::KUBELET_CONDITIONS;
 use crate::source::SOURCE_API;
 use crate::strategic_merge::StrategicMerge;
 
+/// The condition the kubelet shares with others (the reference's
+/// `PodConditionSharedByKubelet`).
+const SHARED_CONDITION: &str = "DisruptionTarget";
 /// Tries of one status patch when it meets a conflict.
 const STATUS_TRIES: usize = 3;
 /// How long a removed pod's UID is remembered, so that a late status update does not bring
@@ -125,6 +128,25 @@ fn merged_status(server: &PodStatus, ours: &PodStatus) -> PodStatus {
             .filter(|c| !(scheduled && c.type_ == "PodScheduled"))
             .cloned(),
     );
+    // DisruptionTarget is shared: the kubelet's (an eviction's) replaces the server's, sent
+    // once the pod is terminal and nothing of it can still run, as the reference sends it.
+    let terminal = matches!(ours.phase.as_deref(), Some("Failed" | "Succeeded"));
+    let could_run = ours
+        .container_statuses
+        .iter()
+        .chain(ours.init_container_statuses.iter())
+        .flatten()
+        .any(|c| c.state.as_ref().is_none_or(|s| s.terminated.is_none()));
+    if terminal && !could_run {
+        for c in ours.conditions.iter().flatten() {
+            if c.type_ == SHARED_CONDITION {
+                match conditions.iter_mut().find(|o| o.type_ == c.type_) {
+                    Some(existing) => *existing = c.clone(),
+                    None => conditions.push(c.clone()),
+                }
+            }
+        }
+    }
     let mut merged = ours.clone();
     merged.conditions = (!conditions.is_empty()).then_some(conditions);
     merged
@@ -542,6 +564,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(patch["status"]["conditions"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_evictions_disruption_target_goes_out_once_nothing_runs() {
+        let disruption = json!({"type": "DisruptionTarget", "status": "True",
+            "reason": "TerminationByKubelet", "message": "full"});
+        let server = status(json!({"conditions": [
+            {"type": "DisruptionTarget", "status": "False", "reason": "Other"}]}));
+        let app = |state: Value| {
+            json!([{"name": "app", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0, "state": state}])
+        };
+        // Still running: the server's stays.
+        let ours = status(json!({"phase": "Failed", "conditions": [disruption],
+            "containerStatuses": app(json!({"running": {}}))}));
+        let merged = merged_status(&server, &ours);
+        assert_eq!(merged.conditions.unwrap()[0].status, "False");
+        // Terminal and stopped: ours replaces it.
+        let ours = status(json!({"phase": "Failed", "conditions": [disruption],
+            "containerStatuses": app(json!({"terminated": {"exitCode": 137}}))}));
+        let merged = merged_status(&server, &ours);
+        let conditions = merged.conditions.unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(
+            conditions[0].reason.as_deref(),
+            Some("TerminationByKubelet")
+        );
+        // Appended where the server has none.
+        let merged = merged_status(&PodStatus::default(), &ours);
+        assert_eq!(merged.conditions.unwrap()[0].type_, "DisruptionTarget");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod dispatcher;
 pub mod dns;
 pub mod env;
 pub mod etc_hosts;
+mod eviction;
 mod images;
 mod kubelet;
 pub(crate) mod kubelet_state;

@@ -956,6 +956,15 @@ fn conditions(
     out.push(ready);
     out.push(containers_ready);
     out.push(condition("PodScheduled", true, None, None));
+    // An evicted pod says why it was disrupted (the reference's PodDisruptionConditions).
+    if let Some((super::eviction::REASON, message)) = input.evicted {
+        out.push(condition(
+            "DisruptionTarget",
+            true,
+            Some("TerminationByKubelet"),
+            Some(message.to_string()),
+        ));
+    }
 
     for c in &mut out[first_owned..] {
         c.observed_generation = pod.metadata.generation;

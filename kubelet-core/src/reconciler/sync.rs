@@ -194,6 +194,10 @@ impl PodWorker {
             super::active_deadline::Deadline::In(left) => wake_in(left),
             super::active_deadline::Deadline::None => {}
         }
+        if self.evicted.is_some() {
+            self.enforce_eviction(pod, &observed).await;
+            return None;
+        }
 
         let volumes = match self.setup_volumes(pod).await {
             Ok(v) => v,
@@ -217,6 +221,14 @@ impl PodWorker {
                 return Some(RETRY);
             }
         };
+        if super::eviction::has_size_limits(&volumes) {
+            if let Some(message) = super::eviction::storage_limit_exceeded(pod, &volumes).await {
+                self.evicted = Some(message);
+                self.enforce_eviction(pod, &observed).await;
+                return None;
+            }
+            wake_in(super::eviction::MONITORING_INTERVAL);
+        }
 
         // Running containers whose liveness or startup probe failed: the planner kills them.
         let results = self.probes.results().clone();
@@ -754,10 +766,16 @@ impl PodWorker {
             host_ips: &self.ctx.config.node_ips,
             terminating,
             runtime_name: &self.ctx.runtime_name,
-            evicted: self.deadline_exceeded.then_some((
-                super::active_deadline::REASON,
-                super::active_deadline::MESSAGE,
-            )),
+            evicted: if self.deadline_exceeded {
+                Some((
+                    super::active_deadline::REASON,
+                    super::active_deadline::MESSAGE,
+                ))
+            } else {
+                self.evicted
+                    .as_deref()
+                    .map(|m| (super::eviction::REASON, m))
+            },
             now: Timestamp::now(),
         });
         if self.last_status.as_ref() != Some(&status) {

@@ -99,6 +99,10 @@ pub(super) struct PodWorker {
     pub clock: super::active_deadline::WorkerClock,
     /// The pod went past its activeDeadlineSeconds: its containers are stopped for good.
     pub deadline_exceeded: bool,
+    /// The pod was evicted (the message says why): its containers are stopped for good.
+    pub evicted: Option<String>,
+    /// The eviction's event was recorded.
+    pub eviction_recorded: bool,
 }
 
 impl PodWorker {
@@ -119,6 +123,8 @@ impl PodWorker {
             last_pod: None,
             clock: super::active_deadline::WorkerClock::new(),
             deadline_exceeded: false,
+            evicted: None,
+            eviction_recorded: false,
         }
     }
 

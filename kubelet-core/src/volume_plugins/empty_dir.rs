@@ -1,10 +1,9 @@
 //! `emptyDir`: a directory of the pod's own below the kubelet's root, gone with the pod.
 //!
 //! The default medium is a directory on the node's disk (mode 0777, as the reference); its
-//! `sizeLimit` is recorded in [`MountedVolume::size_limit_bytes`]. The reference enforces
-//! that limit by evicting the pod once the volume's usage exceeds it; this kubelet has no
-//! eviction manager yet, so on disk the limit is recorded and not enforced ([`disk_usage`]
-//! and [`size_limit_eviction_message`] are the pieces such a manager needs).
+//! `sizeLimit` is recorded in [`MountedVolume::size_limit_bytes`]; the pod worker measures
+//! the volume ([`disk_usage`]) every 10 s and evicts the pod past the limit
+//! ([`size_limit_eviction_message`]), as the reference's eviction manager does.
 //! `medium: Memory` mounts a tmpfs sized as [`super::memory_volume_size`] says (the
 //! reference's `SizeMemoryBackedVolumes`). The pod's `fsGroup` is applied once, when the
 //! volume is first set up (a `ready` marker below `<pod dir>/plugins/` remembers it, as the
@@ -245,8 +244,7 @@ pub fn disk_usage(dir: &Path) -> std::io::Result<u64> {
 
 /// The reference's eviction message for an on-disk emptyDir whose `usage` (bytes, see
 /// [`disk_usage`]) exceeds its `sizeLimit`, `None` while it does not (or it sets none, or
-/// it is memory-backed: the tmpfs size bounds those). This kubelet has no eviction manager
-/// yet: nothing evicts a pod on this verdict so far; the limit is only recorded.
+/// it is memory-backed: the tmpfs size bounds those). The pod worker evicts on it.
 pub fn size_limit_eviction_message(volume: &Volume, usage: u64) -> Option<String> {
     let source = volume.empty_dir.as_ref()?;
     if source.medium.as_deref().is_some_and(|m| !m.is_empty()) {
