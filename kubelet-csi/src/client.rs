@@ -201,20 +201,66 @@ impl CsiClient {
         this
     }
 
+    /// One Identity call: the request with its deadline, bounded by the client's timeout,
+    /// in a span naming the driver.
+    async fn identity_rpc<Req, Resp, Fut>(
+        &self,
+        op: &'static str,
+        req: Req,
+        rpc: impl FnOnce(IdentityClient<Channel>, tonic::Request<Req>) -> Fut,
+    ) -> Result<Resp, CsiError>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let span =
+            tracing::debug_span!("csi", op, driver = %self.driver, endpoint = %self.endpoint);
+        call(
+            op,
+            &self.endpoint,
+            self.timeout,
+            rpc(self.identity.clone(), request(req, self.timeout)),
+        )
+        .instrument(span)
+        .await
+    }
+
+    /// One Node call, as [`identity_rpc`](Self::identity_rpc), its span also naming the
+    /// volume; at info level for the calls that change a volume.
+    async fn node_rpc<Req, Resp, Fut>(
+        &self,
+        op: &'static str,
+        volume: Option<&str>,
+        changes: bool,
+        req: Req,
+        rpc: impl FnOnce(NodeClient<Channel>, tonic::Request<Req>) -> Fut,
+    ) -> Result<Resp, CsiError>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let volume = volume.unwrap_or_default();
+        let span = if changes {
+            tracing::info_span!("csi", op, driver = %self.driver, endpoint = %self.endpoint, volume)
+        } else {
+            tracing::debug_span!("csi", op, driver = %self.driver, endpoint = %self.endpoint, volume)
+        };
+        call(
+            op,
+            &self.endpoint,
+            self.timeout,
+            rpc(self.node.clone(), request(req, self.timeout)),
+        )
+        .instrument(span)
+        .await
+    }
+
     /// `GetPluginInfo`: the driver's name and version.
     pub async fn get_plugin_info(&self) -> Result<csi::GetPluginInfoResponse, CsiError> {
         const OP: &str = "GetPluginInfo";
-        let mut client = self.identity.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.get_plugin_info(request(csi::GetPluginInfoRequest {}, self.timeout)),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint),
-        )
-        .await?;
+        let resp = self
+            .identity_rpc(OP, csi::GetPluginInfoRequest {}, |mut c, r| async move {
+                c.get_plugin_info(r).await
+            })
+            .await?;
         if resp.name.is_empty() {
             return Err(CsiError::InvalidResponse {
                 op: OP,
@@ -228,54 +274,39 @@ impl CsiClient {
     /// `GetPluginCapabilities`.
     pub async fn get_plugin_capabilities(&self) -> Result<Vec<csi::PluginCapability>, CsiError> {
         const OP: &str = "GetPluginCapabilities";
-        let mut client = self.identity.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.get_plugin_capabilities(request(
+        let resp = self
+            .identity_rpc(
+                OP,
                 csi::GetPluginCapabilitiesRequest {},
-                self.timeout,
-            )),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint),
-        )
-        .await?;
+                |mut c, r| async move { c.get_plugin_capabilities(r).await },
+            )
+            .await?;
         Ok(resp.capabilities)
     }
 
     /// `Probe`: whether the driver is ready (an unset `ready` means ready, per the spec).
     pub async fn probe(&self) -> Result<bool, CsiError> {
         const OP: &str = "Probe";
-        let mut client = self.identity.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.probe(request(csi::ProbeRequest {}, self.timeout)),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint),
-        )
-        .await?;
+        let resp = self
+            .identity_rpc(OP, csi::ProbeRequest {}, |mut c, r| async move {
+                c.probe(r).await
+            })
+            .await?;
         Ok(resp.ready.unwrap_or(true))
     }
 
     /// `NodeGetInfo`: the node ID, volume limit and topology the driver sees.
     pub async fn node_get_info(&self) -> Result<NodeInfo, CsiError> {
         const OP: &str = "NodeGetInfo";
-        let mut client = self.node.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_get_info(request(csi::NodeGetInfoRequest {}, self.timeout)),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint),
-        )
-        .await?;
+        let resp = self
+            .node_rpc(
+                OP,
+                None,
+                false,
+                csi::NodeGetInfoRequest {},
+                |mut c, r| async move { c.node_get_info(r).await },
+            )
+            .await?;
         let invalid = |reason: &str| CsiError::InvalidResponse {
             op: OP,
             endpoint: self.endpoint.clone(),
@@ -301,17 +332,15 @@ impl CsiClient {
     /// `NodeGetCapabilities`.
     pub async fn node_get_capabilities(&self) -> Result<NodeCapabilities, CsiError> {
         const OP: &str = "NodeGetCapabilities";
-        let mut client = self.node.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_get_capabilities(request(csi::NodeGetCapabilitiesRequest {}, self.timeout)),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint),
-        )
-        .await?;
+        let resp = self
+            .node_rpc(
+                OP,
+                None,
+                false,
+                csi::NodeGetCapabilitiesRequest {},
+                |mut c, r| async move { c.node_get_capabilities(r).await },
+            )
+            .await?;
         Ok(NodeCapabilities::from_response(&resp))
     }
 
@@ -330,15 +359,10 @@ impl CsiClient {
                 reason: "missing volume capability".into(),
             });
         }
-        let span = tracing::info_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %req.volume_id);
-        let mut client = self.node.clone();
-        call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_stage_volume(request(req, self.timeout)),
-        )
-        .instrument(span)
+        let volume = req.volume_id.clone();
+        self.node_rpc(OP, Some(&volume), true, req, |mut c, r| async move {
+            c.node_stage_volume(r).await
+        })
         .await?;
         Ok(())
     }
@@ -356,16 +380,9 @@ impl CsiClient {
             volume_id: volume_id.to_string(),
             staging_target_path: staging_target_path.to_string(),
         };
-        let mut client = self.node.clone();
-        call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_unstage_volume(request(req, self.timeout)),
-        )
-        .instrument(
-            tracing::info_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %volume_id),
-        )
+        self.node_rpc(OP, Some(volume_id), true, req, |mut c, r| async move {
+            c.node_unstage_volume(r).await
+        })
         .await?;
         Ok(())
     }
@@ -384,15 +401,10 @@ impl CsiClient {
                 reason: "missing volume capability".into(),
             });
         }
-        let span = tracing::info_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %req.volume_id);
-        let mut client = self.node.clone();
-        call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_publish_volume(request(req, self.timeout)),
-        )
-        .instrument(span)
+        let volume = req.volume_id.clone();
+        self.node_rpc(OP, Some(&volume), true, req, |mut c, r| async move {
+            c.node_publish_volume(r).await
+        })
         .await?;
         Ok(())
     }
@@ -410,16 +422,9 @@ impl CsiClient {
             volume_id: volume_id.to_string(),
             target_path: target_path.to_string(),
         };
-        let mut client = self.node.clone();
-        call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_unpublish_volume(request(req, self.timeout)),
-        )
-        .instrument(
-            tracing::info_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %volume_id),
-        )
+        self.node_rpc(OP, Some(volume_id), true, req, |mut c, r| async move {
+            c.node_unpublish_volume(r).await
+        })
         .await?;
         Ok(())
     }
@@ -440,17 +445,11 @@ impl CsiClient {
             volume_path: volume_path.to_string(),
             staging_target_path: staging_target_path.unwrap_or_default().to_string(),
         };
-        let mut client = self.node.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_get_volume_stats(request(req, self.timeout)),
-        )
-        .instrument(
-            tracing::debug_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %volume_id),
-        )
-        .await?;
+        let resp = self
+            .node_rpc(OP, Some(volume_id), false, req, |mut c, r| async move {
+                c.node_get_volume_stats(r).await
+            })
+            .await?;
         let mut stats = VolumeStats {
             condition: resp.volume_condition,
             ..VolumeStats::default()
@@ -479,16 +478,12 @@ impl CsiClient {
         const OP: &str = "NodeExpandVolume";
         require(OP, "volume ID", &req.volume_id)?;
         require(OP, "volume path", &req.volume_path)?;
-        let span = tracing::info_span!("csi", op = OP, driver = %self.driver, endpoint = %self.endpoint, volume = %req.volume_id);
-        let mut client = self.node.clone();
-        let resp = call(
-            OP,
-            &self.endpoint,
-            self.timeout,
-            client.node_expand_volume(request(req, self.timeout)),
-        )
-        .instrument(span)
-        .await?;
+        let volume = req.volume_id.clone();
+        let resp = self
+            .node_rpc(OP, Some(&volume), true, req, |mut c, r| async move {
+                c.node_expand_volume(r).await
+            })
+            .await?;
         Ok((resp.capacity_bytes > 0).then_some(resp.capacity_bytes))
     }
 }
