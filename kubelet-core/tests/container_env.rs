@@ -295,12 +295,39 @@ async fn an_unreachable_object_is_an_error_even_when_optional() {
             .is_empty()
     );
 
-    // The services are not listed yet: no environment at all, as the reference.
+    // The services are not listed yet: no environment at all, as the reference...
     let flaky = Flaky(StaticPodObjects::default());
     let fetched = EnvObjects::fetch(&p, &c, Some(&flaky)).await;
     assert_eq!(
         container_env(&p, &c, &fetched, &SpecSettings::default()),
         Err("services have not yet been read at least once, cannot construct envvars".into())
+    );
+    // ...except for a static pod, which does not wait for the API server,
+    let mut static_pod = p.clone();
+    static_pod.metadata.annotations = Some(
+        [(
+            kubelet_core::labels::CONFIG_SOURCE.to_string(),
+            "file".to_string(),
+        )]
+        .into(),
+    );
+    let plain = container("app", IMAGE).build();
+    let fetched_plain = EnvObjects::fetch(&static_pod, &plain, Some(&flaky)).await;
+    assert_eq!(
+        container_env(
+            &static_pod,
+            &plain,
+            &fetched_plain,
+            &SpecSettings::default()
+        ),
+        Ok(Default::default())
+    );
+    // but a ConfigMap that cannot be fetched is an error even when optional (only a
+    // missing one is skipped).
+    let fetched = EnvObjects::fetch(&static_pod, &c, Some(&flaky)).await;
+    assert_eq!(
+        container_env(&static_pod, &c, &fetched, &SpecSettings::default()),
+        Err("ConfigMap shop/settings: API server unavailable".into())
     );
 }
 

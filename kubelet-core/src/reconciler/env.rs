@@ -189,7 +189,15 @@ pub fn container_env(
         .as_ref()
         .and_then(|s| s.enable_service_links)
         .unwrap_or(true);
-    let services = objects.services.as_ref().map_err(|e| format!("{e}"))?;
+    // As the reference: a pod from the API server waits until the Services were listed
+    // once (or it would miss KUBERNETES_SERVICE_HOST for good); a static pod does not (on a
+    // control-plane node it may be the API server itself).
+    let none = Vec::new();
+    let services = match &objects.services {
+        Ok(services) => services,
+        Err(_) if is_static(pod) => &none,
+        Err(e) => return Err(e.to_string()),
+    };
     let service_env = service_env(services, namespace, enable_service_links);
 
     let mut out = ContainerEnv::default();
@@ -270,6 +278,15 @@ fn set(vars: &mut Vec<KeyValue>, values: &mut BTreeMap<String, String>, k: Strin
         }),
     }
     values.insert(k, v);
+}
+
+/// Whether the pod comes from a static source (file, URL), not the API server.
+fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::labels::CONFIG_SOURCE))
+        .is_some_and(|s| s != "api")
 }
 
 /// A Secret's data as strings (the reference converts the bytes as they are).
