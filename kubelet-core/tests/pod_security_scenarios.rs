@@ -15,93 +15,46 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kubelet_core::runtime::{ContainerState, NamespaceMode, SeccompProfile as CriSeccomp};
 use kubelet_core::runtime_class::StaticRuntimeClasses;
 use kubelet_core::testing::pods::{container, pod};
-use kubelet_core::testing::{ChannelSource, ChannelSourceSender, FakeRuntime, RecordingReporter};
-use kubelet_core::{Kubelet, KubeletBuilder, KubeletConfig};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use kubelet_core::{KubeletBuilder, KubeletConfig};
 use tokio::time::Instant;
 
-const IMAGE: &str = "docker.io/library/busybox:local";
+use support::scenario::IMAGE;
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The kubelet under test, with its settings open to the test.
-struct Node {
-    runtime: Arc<FakeRuntime>,
-    reporter: Arc<RecordingReporter>,
-    pods: ChannelSourceSender,
-    root: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+mod support {
+    // Shared by the scenario test files; each uses part of it.
+    #[allow(dead_code)]
+    pub mod scenario;
 }
 
+use support::scenario::{Node, runtime};
+
 impl Node {
-    fn start(
+    /// The kubelet with a resolv.conf and hosts file of the test's own, its settings and
+    /// builder adjusted by the test.
+    fn start_with_files(
         configure: impl FnOnce(&mut KubeletConfig, &std::path::Path),
         builder: impl FnOnce(KubeletBuilder) -> KubeletBuilder,
     ) -> Self {
-        let runtime = Arc::new(FakeRuntime::with_images([IMAGE]));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = KubeletConfig::new("node-1");
-        config.root_dir = dir.path().join("kubelet");
-        config.spec.pod_logs_root = dir.path().join("logs").to_string_lossy().into_owned();
-        config.node_ips = vec!["192.0.2.10".into()];
-        let resolv = dir.path().join("resolv.conf");
-        std::fs::write(&resolv, "nameserver 192.0.2.53\nsearch corp.example\n")
-            .expect("resolv.conf");
-        config.spec.resolv_conf = resolv.to_string_lossy().into_owned();
-        let hosts = dir.path().join("hosts");
-        std::fs::write(&hosts, "127.0.0.1\tlocalhost\n192.0.2.10\tnode-1\n").expect("hosts");
-        config.node_hosts_file = hosts;
-        configure(&mut config, dir.path());
-        let root = config.root_dir.clone();
-        let reporter = Arc::new(RecordingReporter::new());
-        let (source, pods) = ChannelSource::new("api");
-        let kubelet = builder(
-            Kubelet::builder(config)
-                .runtime(runtime.clone())
-                .reporter(reporter.clone())
-                .source(Box::new(source)),
+        Self::start_configured(
+            runtime(),
+            |config, dir| {
+                let resolv = dir.join("resolv.conf");
+                std::fs::write(&resolv, "nameserver 192.0.2.53\nsearch corp.example\n")
+                    .expect("resolv.conf");
+                config.spec.resolv_conf = resolv.to_string_lossy().into_owned();
+                let hosts = dir.join("hosts");
+                std::fs::write(&hosts, "127.0.0.1\tlocalhost\n192.0.2.10\tnode-1\n")
+                    .expect("hosts");
+                config.node_hosts_file = hosts;
+                configure(config, dir);
+            },
+            builder,
         )
-        .build()
-        .expect("kubelet");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            kubelet
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("kubelet run");
-        });
-        Self {
-            runtime,
-            reporter,
-            pods,
-            root,
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
     }
 
     fn plain() -> Self {
-        Self::start(|_, _| {}, |b| b)
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-
-    async fn until(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + LIMIT;
-        while !cond(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        Self::start_with_files(|_, _| {}, |b| b)
     }
 
     fn running_id(&self, pod: &str, name: &str) -> Option<String> {
@@ -113,7 +66,7 @@ impl Node {
     }
 
     async fn running(&self, pod: &str, name: &str) -> String {
-        self.until(&format!("{pod}/{name} running"), |n| {
+        self.until(LIMIT, &format!("{pod}/{name} running"), |n| {
             n.running_id(pod, name).is_some()
         })
         .await;
@@ -213,7 +166,7 @@ async fn security_context_reaches_the_runtime() {
 
 #[tokio::test(start_paused = true)]
 async fn localhost_seccomp_is_under_the_root_dir_and_host_namespaces_pass_through() {
-    let node = Node::start(
+    let node = Node::start_with_files(
         |c, dir| {
             c.spec.seccomp_profile_root = dir.join("kubelet/seccomp").to_string_lossy().into();
         },
@@ -275,7 +228,7 @@ async fn run_as_non_root_refuses_a_root_image_until_a_user_is_set() {
         .build();
     let u = uid(&p);
     node.pods.snapshot(vec![p.clone()]);
-    node.until("CreateContainerConfigError", |n| {
+    node.until(LIMIT, "CreateContainerConfigError", |n| {
         n.waiting(&u, "app")
             .is_some_and(|(r, _)| r == "CreateContainerConfigError")
     })
@@ -296,7 +249,7 @@ async fn run_as_non_root_refuses_a_root_image_until_a_user_is_set() {
 
     // An image whose user is a name cannot be verified.
     node.runtime.set_image_user(IMAGE, None, "nginx");
-    node.until("non-numeric user refused", |n| {
+    node.until(LIMIT, "non-numeric user refused", |n| {
         n.waiting(&u, "app")
             .is_some_and(|(_, m)| m.contains("image has non-numeric user (nginx)"))
     })
@@ -324,7 +277,7 @@ async fn explicit_root_user_under_run_as_non_root_is_refused() {
         .build();
     let u = uid(&p);
     node.pods.snapshot(vec![p]);
-    node.until("refused", |n| n.waiting(&u, "app").is_some())
+    node.until(LIMIT, "refused", |n| n.waiting(&u, "app").is_some())
         .await;
     assert_eq!(
         node.waiting(&u, "app").unwrap_or_default(),
@@ -339,7 +292,7 @@ async fn explicit_root_user_under_run_as_non_root_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn etc_hosts_is_written_and_mounted() {
-    let node = Node::start(
+    let node = Node::start_with_files(
         |c, _| {
             c.spec.cluster_domain = "cluster.local".into();
             c.spec.cluster_dns = vec!["10.96.0.10".into()];
@@ -470,7 +423,7 @@ async fn host_network_pods_get_the_nodes_hosts_file_and_dns() {
 
 #[tokio::test(start_paused = true)]
 async fn too_long_fqdn_keeps_the_sandbox_from_being_created() {
-    let node = Node::start(|c, _| c.spec.cluster_domain = "cluster.local".into(), |b| b);
+    let node = Node::start_with_files(|c, _| c.spec.cluster_domain = "cluster.local".into(), |b| b);
     let p = pod("a-very-long-pod-name-that-fills-the-kernel-field")
         .namespace("a-long-namespace")
         .spec(|s| {
@@ -480,7 +433,7 @@ async fn too_long_fqdn_keeps_the_sandbox_from_being_created() {
         .container(container("app", IMAGE))
         .build();
     node.pods.snapshot(vec![p]);
-    node.until("FailedCreatePodSandBox", |n| {
+    node.until(LIMIT, "FailedCreatePodSandBox", |n| {
         !n.reporter
             .events_with_reason("FailedCreatePodSandBox")
             .is_empty()
@@ -540,7 +493,7 @@ async fn active_deadline_kills_the_pod_and_fails_it() {
     node.pods.snapshot(vec![p]);
     node.running("deadline", "app").await;
     let started = Instant::now();
-    node.until("Failed", |n| {
+    node.until(LIMIT, "Failed", |n| {
         n.reporter.last_phase(&u).as_deref() == Some("Failed")
     })
     .await;
@@ -583,7 +536,7 @@ async fn runtime_class_handler_reaches_the_sandbox_and_unknown_classes_block_it(
     let classes = StaticRuntimeClasses::default();
     classes.put("sandboxed", "runsc");
     let for_node = classes.clone();
-    let node = Node::start(|_, _| {}, move |b| b.runtime_classes(Arc::new(for_node)));
+    let node = Node::start_with_files(|_, _| {}, move |b| b.runtime_classes(Arc::new(for_node)));
     let p = pod("rc")
         .spec(|s| {
             s.runtime_class_name = Some("sandboxed".into());
@@ -629,7 +582,7 @@ async fn runtime_class_handler_reaches_the_sandbox_and_unknown_classes_block_it(
         .container(container("app", IMAGE))
         .build();
     node.pods.add(unknown);
-    node.until("FailedCreatePodSandBox", |n| {
+    node.until(LIMIT, "FailedCreatePodSandBox", |n| {
         !n.reporter
             .events_with_reason("FailedCreatePodSandBox")
             .is_empty()
@@ -696,7 +649,7 @@ async fn termination_message_from_the_file_or_the_log() {
         "2024-01-01T00:00:00Z stdout F starting\n2024-01-01T00:00:00Z stderr F it broke\n",
     )
     .expect("log");
-    node.until("both terminated", |n| {
+    node.until(LIMIT, "both terminated", |n| {
         n.reporter.last_phase(&u).as_deref() == Some("Failed")
     })
     .await;
@@ -729,7 +682,7 @@ async fn pod_run_as_group_without_user_fails_the_sandbox_as_containerd_does() {
         .container(container("app", IMAGE))
         .build();
     node.pods.snapshot(vec![p]);
-    node.until("FailedCreatePodSandBox", |n| {
+    node.until(LIMIT, "FailedCreatePodSandBox", |n| {
         !n.reporter
             .events_with_reason("FailedCreatePodSandBox")
             .is_empty()

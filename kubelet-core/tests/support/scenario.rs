@@ -25,6 +25,8 @@ pub struct Node {
     pub reporter: Arc<RecordingReporter>,
     pub pods: ChannelSourceSender,
     pub handle: KubeletHandle,
+    /// The kubelet's root directory.
+    pub root: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -42,11 +44,24 @@ impl Node {
         runtime: Arc<FakeRuntime>,
         configure: impl FnOnce(kubelet_core::KubeletBuilder) -> kubelet_core::KubeletBuilder,
     ) -> Self {
+        Self::start_configured(runtime, |_, _| {}, configure)
+    }
+
+    /// Start the kubelet on `runtime` with its settings adjusted by `settings` (given the
+    /// test's temporary directory, for files such as a resolv.conf) and its builder by
+    /// `configure`.
+    pub fn start_configured(
+        runtime: Arc<FakeRuntime>,
+        settings: impl FnOnce(&mut KubeletConfig, &std::path::Path),
+        configure: impl FnOnce(kubelet_core::KubeletBuilder) -> kubelet_core::KubeletBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = KubeletConfig::new("node-1");
         config.root_dir = dir.path().join("kubelet");
         config.spec.pod_logs_root = dir.path().join("pods").to_string_lossy().into_owned();
         config.node_ips = vec!["192.0.2.10".into()];
+        settings(&mut config, dir.path());
+        let root = config.root_dir.clone();
         let reporter = Arc::new(RecordingReporter::new());
         let (source, pods) = ChannelSource::new("api");
         let kubelet = configure(
@@ -72,6 +87,7 @@ impl Node {
             reporter,
             pods,
             handle,
+            root,
             stop: Some(stop),
             task,
             _dir: dir,
