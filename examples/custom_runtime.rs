@@ -117,6 +117,10 @@ impl<R: Runtime> Runtime for TimedRuntime<R> {
         self.timed("RemoveImage", self.inner.remove_image(image))
             .await
     }
+    // Forwarded so that image garbage collection sees the inner runtime's image filesystem.
+    async fn image_fs_info(&self) -> RuntimeResult<Vec<ImageFsInfo>> {
+        self.timed("ImageFsInfo", self.inner.image_fs_info()).await
+    }
     async fn exec_stream(
         &self,
         id: &str,

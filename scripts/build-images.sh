@@ -1,9 +1,14 @@
 #!/bin/sh
-# Build the two images the tests and the standalone run need, as OCI image-layout
-# tarballs, without a registry:
-#   OUTDIR/busybox.tar  docker.io/library/busybox:local  (busybox-static and its applets)
-#   OUTDIR/pause.tar    localhost/pause:local            (catatonit -P as the pause process)
-# Import them with: ctr -a SOCKET -n k8s.io images import OUTDIR/busybox.tar
+# Build the images the tests and the standalone run need, as OCI image-layout tarballs,
+# without a registry:
+#   OUTDIR/busybox.tar          docker.io/library/busybox:local    (busybox-static and its
+#                                                                  applets; runs as root)
+#   OUTDIR/busybox-nonroot.tar  docker.io/library/busybox:nonroot  (the same, USER 1000:1000)
+#   OUTDIR/busybox-nobody.tar   docker.io/library/busybox:nobody   (the same, USER nobody: a
+#                                                                  name, not a number)
+#   OUTDIR/pause.tar            localhost/pause:local              (catatonit -P as the pause
+#                                                                  process)
+# Import each with: ctr -a SOCKET -n k8s.io images import OUTDIR/NAME.tar
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -96,15 +101,24 @@ done
 cat >"$bb/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
+app:x:1000:1000:app:/tmp:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 PASSWD
 cat >"$bb/etc/group" <<'GROUP'
 root:x:0:
 daemon:x:1:
+app:x:1000:
 nogroup:x:65534:
 GROUP
 build_image busybox docker.io/library/busybox:local "$bb" \
 	'{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}'
+# The same root file system with a user in the image configuration, as images built with
+# USER are: a numeric one (the runtime reports it as the image's uid) and a name (reported
+# as its username), for runAsNonRoot and the image-user tests.
+build_image busybox-nonroot docker.io/library/busybox:nonroot "$bb" \
+	'{"User":"1000:1000","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}'
+build_image busybox-nobody docker.io/library/busybox:nobody "$bb" \
+	'{"User":"nobody","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}'
 
 # pause: catatonit reaps zombies and, with -P, just waits as the sandbox's pause process.
 pa=$WORK/pause-rootfs

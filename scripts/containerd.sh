@@ -65,7 +65,7 @@ start() {
 	done
 
 	"$SCRIPTS/build-images.sh" "$DIR/images" >/dev/null
-	for image in "$DIR/images/pause.tar" "$DIR/images/busybox.tar"; do
+	for image in "$DIR"/images/*.tar; do
 		ctr -a "$SOCK" -n k8s.io images import "$image" >/dev/null
 	done
 	echo "containerd running (pid $(cat "$PIDFILE")), socket unix://$SOCK, log $DIR/containerd.log"

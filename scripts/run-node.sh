@@ -52,7 +52,9 @@ healthzPort: $HEALTHZ_PORT
 fileCheckFrequency: 5s
 YAML
 
+# The sandbox image is the one containerd is configured with: image GC never removes it.
 "$KUBELET" --config "$STATE/kubelet.yaml" --root-dir "$STATE/root" --hostname-override demo-node \
+	--pod-infra-container-image localhost/pause:local \
 	2> >(tee "$STATE/kubelet.log" >&2) &
 kubelet_pid=$!
 

@@ -37,20 +37,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Build the client from the kubeconfig and check that the API server accepts us as this
-    /// node. An unreachable server is only a warning: the kubelet must still run its static
+    /// Build the client from the kubeconfig (its requests counted into `metrics`) and check
+    /// that the API server accepts us as this node. An unreachable server is only a warning: the kubelet must still run its static
     /// pods (on a control-plane node they are the API server), and the source and reporter
     /// retry until it answers. Refused credentials are an error: they do not heal by waiting.
     pub async fn connect(
         settings: &Settings,
         kubeconfig: &std::path::Path,
         node_ips: &[IpAddr],
+        metrics: &kubelet_core::metrics::KubeletMetrics,
     ) -> Result<Self, ApiClientError> {
         let client = NodeClient::connect(
             &ClientSource::Kubeconfig(kubeconfig.to_path_buf()),
             settings.node_name.clone(),
         )
         .await?;
+        // Every request counted (`rest_client_requests_total`).
+        let client = kubelet_core::metrics::rest_client::instrument_node_client(&client, metrics);
         match client.check_access().await {
             Ok(()) => {
                 tracing::info!(url = client.url(), node = %settings.node_name, "API server accepts this node")

@@ -69,7 +69,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "cpuManagerPolicyOptions",
     "cpuManagerReconcilePeriod",
     "crashLoopBackOff",
-    "cgroupsPerQOS",
     "enableContentionProfiling",
     "enableControllerAttachDetach",
     "enableDebugFlagsHandler",
@@ -78,7 +77,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "enableServer",
     "enableSystemLogHandler",
     "enableSystemLogQuery",
-    "enforceNodeAllocatable",
     "eventBurst",
     "eventRecordQPS",
     "evictionHard",
@@ -91,10 +89,7 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "failSwapOn",
     "featureGates",
     "hairpinMode",
-    "imageGCHighThresholdPercent",
-    "imageGCLowThresholdPercent",
     "imageMaximumGCAge",
-    "imageMinimumGCAge",
     "imagePullCredentialsVerificationPolicy",
     "imageServiceEndpoint",
     "iptablesDropBit",
@@ -117,7 +112,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "nodeStatusMaxImages",
     "oomScoreAdj",
     "podCIDR",
-    "podPidsLimit",
     "podsPerCore",
     "preloadedImagesVerificationAllowlist",
     "protectKernelDefaults",
@@ -303,6 +297,15 @@ pub struct KubeletConfigurationFile {
     /// Give containers without a seccomp profile the runtime's default one.
     #[serde(rename = "seccompDefault")]
     pub seccomp_default: Option<bool>,
+    /// One cgroup per QoS class and per pod below cgroupRoot.
+    #[serde(rename = "cgroupsPerQOS")]
+    pub cgroups_per_qos: Option<bool>,
+    /// Levels of node allocatable enforcement (`pods`, or `none`).
+    #[serde(rename = "enforceNodeAllocatable")]
+    pub enforce_node_allocatable: Option<Vec<String>>,
+    /// Most processes per pod (-1: unlimited).
+    #[serde(rename = "podPidsLimit")]
+    pub pod_pids_limit: Option<i64>,
     /// Maximum number of pods.
     #[serde(rename = "maxPods")]
     pub max_pods: Option<i32>,
@@ -328,6 +331,15 @@ pub struct KubeletConfigurationFile {
     /// Most log files kept per container.
     #[serde(rename = "containerLogMaxFiles")]
     pub container_log_max_files: Option<i32>,
+    /// Image filesystem usage percent at or above which images are collected.
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: Option<i32>,
+    /// Image filesystem usage percent collection frees down to.
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: Option<i32>,
+    /// Minimum age of an unused image before it is collected (a duration).
+    #[serde(rename = "imageMinimumGCAge")]
+    pub image_minimum_gc_age: Option<String>,
     /// Serving certificate of the kubelet server (PEM).
     #[serde(rename = "tlsCertFile")]
     pub tls_cert_file: Option<String>,
@@ -589,6 +601,13 @@ pub struct Settings {
     pub resolv_conf: String,
     /// `seccompDefault`: RuntimeDefault for containers that name no seccomp profile.
     pub seccomp_default: bool,
+    /// `cgroupsPerQOS`: the QoS hierarchy and one cgroup per pod (default true).
+    pub cgroups_per_qos: bool,
+    /// Whether `enforceNodeAllocatable` contains `pods` (its default): the `kubepods`
+    /// cgroup is limited to the node's allocatable memory.
+    pub enforce_node_allocatable_pods: bool,
+    /// `podPidsLimit` / `--pod-max-pids`: most processes per pod; -1 unlimited.
+    pub pod_pids_limit: i64,
     /// Node IPs given by `--node-ip` (empty: detect).
     pub node_ips: Vec<IpAddr>,
     /// Maximum number of pods.
@@ -617,6 +636,8 @@ pub struct Settings {
     pub container_log_max_size: i64,
     /// Most log files kept per container, the current one included (at least 2).
     pub container_log_max_files: u32,
+    /// Image garbage collection: thresholds, minimum age, the sandbox image it keeps.
+    pub image_gc: kubelet_core::image_gc::ImageGcPolicy,
     /// Serving certificate and key of the kubelet server (`None`: self-signed under
     /// `cert_dir`).
     pub tls_cert_file: Option<PathBuf>,
@@ -999,6 +1020,20 @@ impl Settings {
             None => DEFAULT_NODE_LEASE_DURATION_SECONDS,
         };
 
+        let cgroups_per_qos = flags.cgroups_per_qos.or(f.cgroups_per_qos).unwrap_or(true);
+        let (enforce, enforce_origin) =
+            match (&flags.enforce_node_allocatable, &f.enforce_node_allocatable) {
+                (Some(levels), _) => (levels.clone(), Origin::Flag("--enforce-node-allocatable")),
+                (None, Some(levels)) => (levels.clone(), file_origin("enforceNodeAllocatable")),
+                (None, None) => (
+                    vec!["pods".to_string()],
+                    Origin::Default("enforceNodeAllocatable"),
+                ),
+            };
+        let enforce_node_allocatable_pods =
+            enforce_node_allocatable(&enforce, cgroups_per_qos, enforce_origin)?;
+        let pod_pids_limit = flags.pod_max_pids.or(f.pod_pids_limit).unwrap_or(-1);
+
         let standalone = flags.kubeconfig.is_none();
         let max_pods = match f.max_pods {
             Some(n) => u32::try_from(n).map_err(|_| ConfigError::Invalid {
@@ -1068,6 +1103,15 @@ impl Settings {
             }
             None => kubelet_core::logs::rotation::DEFAULT_MAX_FILES,
         };
+        let image_minimum_gc_age = duration(
+            flags.minimum_image_ttl_duration,
+            "--minimum-image-ttl-duration",
+            &f.image_minimum_gc_age,
+            "imageMinimumGCAge",
+            kubelet_core::image_gc::DEFAULT_MINIMUM_GC_AGE,
+            false,
+        )?;
+        let image_gc = image_gc_policy(flags, f, &file_origin, image_minimum_gc_age)?;
         let path_of = |flag: &Option<PathBuf>, file_value: &Option<String>| {
             flag.clone()
                 .or_else(|| file_value.clone().map(PathBuf::from))
@@ -1122,6 +1166,9 @@ impl Settings {
                 .or_else(|| f.resolv_conf.clone())
                 .unwrap_or_else(|| "/etc/resolv.conf".to_string()),
             seccomp_default: flags.seccomp_default.or(f.seccomp_default).unwrap_or(false),
+            cgroups_per_qos,
+            enforce_node_allocatable_pods,
+            pod_pids_limit,
             node_ips,
             max_pods,
             address,
@@ -1136,6 +1183,7 @@ impl Settings {
             node_lease_duration_seconds,
             container_log_max_size,
             container_log_max_files,
+            image_gc,
             tls_cert_file,
             tls_private_key_file,
             tls_min_version,
@@ -1177,6 +1225,133 @@ impl Settings {
             format!("{}/kubepods", self.cgroup_root.trim_end_matches('/'))
         }
     }
+}
+
+/// The image GC policy from `--image-gc-high-threshold` / `imageGCHighThresholdPercent`,
+/// `--image-gc-low-threshold` / `imageGCLowThresholdPercent`, `--minimum-image-ttl-duration`
+/// / `imageMinimumGCAge` (`min_age`, parsed by the caller) and `--pod-infra-container-image`,
+/// validated as the reference validates the KubeletConfiguration (its messages).
+fn image_gc_policy(
+    flags: &Flags,
+    f: &KubeletConfigurationFile,
+    file_origin: &dyn Fn(&str) -> Origin,
+    min_age: Duration,
+) -> Result<kubelet_core::image_gc::ImageGcPolicy, ConfigError> {
+    use kubelet_core::image_gc as gc;
+    let percent = |flag: Option<i32>,
+                   flag_name: &'static str,
+                   file_value: Option<i32>,
+                   field: &'static str,
+                   default: u8|
+     -> Result<(i32, Origin), ConfigError> {
+        let (value, origin) = match (flag, file_value) {
+            (Some(v), _) => (v, Origin::Flag(flag_name)),
+            (None, Some(v)) => (v, file_origin(field)),
+            (None, None) => (i32::from(default), Origin::Default(field)),
+        };
+        if !(0..=100).contains(&value) {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "invalid configuration: {field} ({flag_name}) {value} must be between 0 \
+                     and 100, inclusive"
+                ),
+            });
+        }
+        Ok((value, origin))
+    };
+    let (high, _) = percent(
+        flags.image_gc_high_threshold,
+        "--image-gc-high-threshold",
+        f.image_gc_high_threshold_percent,
+        "imageGCHighThresholdPercent",
+        gc::DEFAULT_HIGH_THRESHOLD_PERCENT,
+    )?;
+    let (low, low_origin) = percent(
+        flags.image_gc_low_threshold,
+        "--image-gc-low-threshold",
+        f.image_gc_low_threshold_percent,
+        "imageGCLowThresholdPercent",
+        gc::DEFAULT_LOW_THRESHOLD_PERCENT,
+    )?;
+    if low >= high {
+        return Err(ConfigError::Invalid {
+            origin: low_origin,
+            message: format!(
+                "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) \
+                 {low} must be less than imageGCHighThresholdPercent \
+                 (--image-gc-high-threshold) {high}"
+            ),
+        });
+    }
+    let sandbox_image = flags
+        .pod_infra_container_image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| gc::DEFAULT_SANDBOX_IMAGE.to_string());
+    // In 0..=100 after the checks above.
+    let to_u8 = |v: i32| u8::try_from(v).unwrap_or(100);
+    Ok(gc::ImageGcPolicy {
+        high_threshold_percent: to_u8(high),
+        low_threshold_percent: to_u8(low),
+        min_age,
+        sandbox_image: Some(sandbox_image),
+        ..gc::ImageGcPolicy::default()
+    })
+}
+
+/// Check the levels of `enforceNodeAllocatable` as the reference validates them; true when
+/// `pods` is among them. `system-reserved` and `kube-reserved` need reserved cgroups this
+/// kubelet does not manage.
+fn enforce_node_allocatable(
+    levels: &[String],
+    cgroups_per_qos: bool,
+    origin: Origin,
+) -> Result<bool, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        message,
+    };
+    let levels: Vec<&str> = levels
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut pods = false;
+    for level in &levels {
+        match *level {
+            "pods" => pods = true,
+            "none" if levels.len() > 1 => {
+                return Err(invalid(
+                    "may not contain additional enforcements when 'none' is specified".into(),
+                ));
+            }
+            "none" => {}
+            "system-reserved"
+            | "kube-reserved"
+            | "system-reserved-compressible"
+            | "kube-reserved-compressible" => {
+                return Err(invalid(format!(
+                    "{level:?} is not supported by this kubelet (it manages no reserved cgroups); \
+                     use \"pods\" or \"none\""
+                )));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "invalid option {other:?}: valid options are \"pods\", \"system-reserved\", \
+                     \"kube-reserved\" and \"none\""
+                )));
+            }
+        }
+    }
+    if pods && !cgroups_per_qos {
+        return Err(invalid(
+            "enforcing node allocatable on pods needs cgroupsPerQOS (--cgroups-per-qos); \
+             without it, enforce none"
+                .into(),
+        ));
+    }
+    Ok(pods)
 }
 
 /// Authentication and authorization of the kubelet server. Defaults as the reference's: with

@@ -88,9 +88,34 @@ pub struct Flags {
     )]
     pub healthz_port: Option<i32>,
 
-    /// The pods' top-level cgroup (config: cgroupRoot) [default: /kubepods].
+    /// The cgroup the pods' QoS hierarchy (`kubepods`) goes below (config: cgroupRoot)
+    /// [default: /].
     #[arg(long = "cgroup-root", value_name = "CGROUP")]
     pub cgroup_root: Option<String>,
+
+    /// Make the QoS cgroup hierarchy and one cgroup per pod below --cgroup-root (config:
+    /// cgroupsPerQOS) [default: true].
+    #[arg(
+        long = "cgroups-per-qos",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub cgroups_per_qos: Option<bool>,
+
+    /// Levels of node allocatable enforcement, comma separated: `pods` or `none` (config:
+    /// enforceNodeAllocatable) [default: pods].
+    #[arg(
+        long = "enforce-node-allocatable",
+        value_name = "LEVEL,...",
+        value_delimiter = ','
+    )]
+    pub enforce_node_allocatable: Option<Vec<String>>,
+
+    /// Most processes in a pod; -1 for no limit (config: podPidsLimit) [default: -1].
+    #[arg(long = "pod-max-pids", value_name = "N", allow_negative_numbers = true)]
+    pub pod_max_pids: Option<i64>,
 
     /// The cgroup driver; only `cgroupfs` is supported (config: cgroupDriver).
     #[arg(long = "cgroup-driver", value_name = "DRIVER")]
@@ -179,6 +204,34 @@ pub struct Flags {
         allow_hyphen_values = true
     )]
     pub container_log_max_files: Option<i32>,
+
+    /// Image filesystem usage percent at or above which image garbage collection runs;
+    /// 100 turns it off (config: imageGCHighThresholdPercent) [default: 85].
+    #[arg(
+        long = "image-gc-high-threshold",
+        value_name = "PERCENT",
+        allow_negative_numbers = true
+    )]
+    pub image_gc_high_threshold: Option<i32>,
+
+    /// Image filesystem usage percent image garbage collection frees down to (config:
+    /// imageGCLowThresholdPercent) [default: 80].
+    #[arg(
+        long = "image-gc-low-threshold",
+        value_name = "PERCENT",
+        allow_negative_numbers = true
+    )]
+    pub image_gc_low_threshold: Option<i32>,
+
+    /// Minimum age of an unused image before it may be garbage collected (config:
+    /// imageMinimumGCAge) [default: 2m].
+    #[arg(long = "minimum-image-ttl-duration", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub minimum_image_ttl_duration: Option<Duration>,
+
+    /// The sandbox (pause) image; image garbage collection never removes it. The runtime's
+    /// own configuration chooses the image sandboxes run [default: registry.k8s.io/pause:3.10].
+    #[arg(long = "pod-infra-container-image", value_name = "IMAGE")]
+    pub pod_infra_container_image: Option<String>,
 
     /// Serving certificate of the kubelet server, PEM, leaf first (config: tlsCertFile).
     /// Without it a self-signed one is kept in --cert-dir.

@@ -88,6 +88,10 @@ pub fn init_logging(verbosity: u8) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // Its default reports a failed write with `eprintln!`, which panics when stderr is
+        // gone (a log reader that died): every task that logs would then die with it, the
+        // signal handler among them. Lost log lines are the lesser harm.
+        .log_internal_errors(false)
         .try_init();
 }
 

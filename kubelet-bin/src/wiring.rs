@@ -1,7 +1,8 @@
 //! One wiring from [`Settings`] to a running kubelet: the CRI runtime, the runtime-managed
 //! network, the log reporter, the static pod sources, the healthz server, the kubelet server
-//! (HTTPS on `address:port`) and the read-only port, container log rotation, and shutdown on
-//! SIGINT/SIGTERM.
+//! (HTTPS on `address:port`) and the read-only port, container log rotation, in cluster mode
+//! CSI (drivers registering through `<root-dir>/plugins_registry`, the node's CSINode kept
+//! current, the CSI volume plugin), and shutdown on SIGINT/SIGTERM.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub enum WiringError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// The CSI plugin registry directory could not be watched.
+    #[error("CSI plugin registration: {0}")]
+    Csi(#[from] kubelet_csi::CsiError),
 }
 
 /// The reconciler's settings derived from the daemon's and the machine's capacity.
@@ -83,11 +87,12 @@ pub fn kubelet_config(
     machine: &crate::machine::MachineInfo,
 ) -> KubeletConfig {
     let mut config = KubeletConfig::new(settings.node_name.clone());
-    // containerd leaves the pod cgroups it made under the cgroupfs driver; the kubelet
-    // removes them when the pod goes.
+    // The cgroupfs driver: the kubelet makes the QoS and pod cgroups there (containerd
+    // creates the containers' below them) and removes a pod's when the pod goes.
     config.cgroup_fs_root = Some("/sys/fs/cgroup".into());
     config.root_dir = settings.root_dir.clone();
     config.sync_frequency = settings.sync_frequency;
+    config.image_gc = settings.image_gc.clone();
     config.node_ips = node_ips.iter().map(ToString::to_string).collect();
     // Field by field on top of the defaults, so that settings added to SpecSettings later
     // keep their defaults here.
@@ -111,6 +116,18 @@ pub fn kubelet_config(
     spec.node_memory_capacity = machine.memory_capacity;
     spec.node_cpu_capacity_milli = crate::machine::cpu_capacity_milli(machine);
     spec.allocatable = node_allocatable(settings, &node_ips, machine);
+    // The QoS and pod cgroups below the pods' cgroup; `kubepods` is sized to the machine
+    // (no kube/system reserved amounts in this daemon: allocatable is the capacity there).
+    config.cgroups.cgroups_per_qos = settings.cgroups_per_qos;
+    config.cgroups.enforce_node_allocatable_pods = settings.enforce_node_allocatable_pods;
+    config.cgroups.pod_pids_limit = settings.pod_pids_limit;
+    let cpu_milli = crate::machine::cpu_capacity_milli(machine);
+    config.cgroups.node_capacity = (cpu_milli > 0 && machine.memory_capacity > 0).then_some(
+        kubelet_core::cgroups::NodeCgroupResources {
+            cpu_milli,
+            memory_bytes: machine.memory_capacity,
+        },
+    );
     config
 }
 
@@ -197,6 +214,8 @@ pub struct Assembled {
     pub client: Option<kube::Client>,
     /// The node's IPs (the self-signed serving certificate names them).
     pub node_ips: Vec<IpAddr>,
+    /// The volume plugins that measure their own volumes (CSI), for the stats provider.
+    pub volume_stats: Vec<Arc<dyn kubelet_core::stats::VolumeStatsSource>>,
 }
 
 /// The kubelet server's authentication and authorization from the settings.
@@ -286,12 +305,14 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     } else {
         settings.node_ips.clone()
     };
+    // What the kubelet, its API client and its runtime calls record (`/metrics`).
+    let metrics = kubelet_core::metrics::KubeletMetrics::new();
     // The API server first: refused credentials are a configuration error to report before
     // anything else is set up.
     let cluster = match &settings.kubeconfig {
         Some(kubeconfig) => {
             crate::credentials::check_kubeconfig(kubeconfig).await?;
-            Some(Cluster::connect(settings, kubeconfig, &node_ips).await?)
+            Some(Cluster::connect(settings, kubeconfig, &node_ips, &metrics).await?)
         }
         None => None,
     };
@@ -299,19 +320,30 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     // Read once: the reconciler's resource defaults and the node status both use it.
     let machine = crate::machine::read(&settings.root_dir);
     let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone(), &machine))
-        .runtime(runtime.clone())
-        .network(Arc::new(RuntimeManagedNetwork));
+        .runtime(runtime)
+        .network(Arc::new(RuntimeManagedNetwork))
+        .metrics(metrics);
     for source in sources(settings)? {
         builder = builder.source(source);
     }
     let mut background = Vec::new();
     let mut client = None;
+    let mut volume_stats: Vec<Arc<dyn kubelet_core::stats::VolumeStatsSource>> = Vec::new();
     match cluster {
         Some(cluster) => {
             client = Some(cluster.client.clone());
             background.push(cluster.spawn_background());
             background.push(cluster.service_watch);
+            // One set of attachable volumes in use: the CSI plugin marks, the node agent
+            // reports them in status.volumesInUse.
+            let volumes_in_use = kubelet_core::node::VolumesInUse::new();
+            let (csi_plugin, csi_tasks) = csi(settings, &cluster.client, &volumes_in_use)?;
+            background.extend(csi_tasks);
+            let csi_plugin = Arc::new(csi_plugin);
+            volume_stats.push(csi_plugin.clone());
             builder = builder
+                .volumes_in_use(volumes_in_use)
+                .volume_plugin(csi_plugin)
                 .volume_plugin(Arc::new(cluster.volumes))
                 .pod_objects(cluster.objects)
                 .runtime_classes(cluster.runtime_classes)
@@ -321,13 +353,51 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         }
         None => builder = builder.reporter(Arc::new(LogReporter::new())),
     }
+    let kubelet = builder.build()?;
     Ok(Assembled {
-        kubelet: builder.build()?,
+        // As the kubelet calls it (counted): the server, stats and log rotation use it too.
+        runtime: kubelet.runtime(),
+        kubelet,
         background,
-        runtime,
         client,
         node_ips,
+        volume_stats,
     })
+}
+
+/// The CSI volume plugin and the tasks behind it.
+type CsiParts = (
+    kubelet_csi::CsiVolumePlugin,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// CSI in cluster mode, as the reference's plugin manager and CSI plugin: drivers register
+/// through `<root-dir>/plugins_registry`, the node's CSINode (and its node ID annotation
+/// and topology labels) follow them, and the CSI volume plugin calls them. Returns the
+/// plugin and the background tasks (aborting them stops the watcher and the updater).
+fn csi(
+    settings: &Settings,
+    client: &kube::Client,
+    volumes_in_use: &kubelet_core::node::VolumesInUse,
+) -> Result<CsiParts, WiringError> {
+    let registry = kubelet_csi::DriverRegistry::new();
+    let options = kubelet_csi::PluginWatcherOptions::for_root_dir(&settings.root_dir);
+    tracing::info!(dir = %options.dir.display(), "watching for CSI driver registrations");
+    let watcher = kubelet_csi::PluginWatcher::new(options, registry.clone()).spawn()?;
+    // The watcher stops when its handle drops: a task owns it until the task is aborted.
+    let watching = tokio::spawn(async move {
+        let _watcher = watcher;
+        std::future::pending::<()>().await
+    });
+    let updater = kubelet_csi::CsiNodeUpdater::new(client.clone(), settings.node_name.clone())
+        .spawn(registry.clone());
+    let plugin = kubelet_csi::CsiVolumePlugin::new(
+        registry,
+        Arc::new(kubelet_csi::ApiCsiObjects::new(client.clone())),
+        kubelet_csi::CsiVolumeOptions::new(settings.root_dir.clone(), settings.node_name.clone())
+            .with_volumes_in_use(volumes_in_use.clone()),
+    );
+    Ok((plugin, vec![watching, updater]))
 }
 
 /// The container log manager over the CRI runtime, rotating at `containerLogMaxSize` and
@@ -384,8 +454,9 @@ fn watch_signals(flag: Arc<watch::Sender<bool>>) -> Result<(), WiringError> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        tracing::info!(signal = name, "shutting down; pods keep running");
+        // The flag first: nothing may stand between a signal and the shutdown.
         flag.send_replace(true);
+        tracing::info!(signal = name, "shutting down; pods keep running");
     });
     Ok(())
 }
@@ -402,6 +473,7 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
         runtime,
         client,
         node_ips,
+        volume_stats,
     } = build(&settings).await?;
     // Log rotation runs beside the kubelet (the runtime is always CRI here, whose
     // ReopenContainerLog it needs), stopping at shutdown between two passes.
@@ -412,7 +484,16 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     // The kubelet server and the read-only port: bound before the kubelet runs, so that a
     // taken port or unusable TLS files stop the daemon at start with the reason.
     // Stats for /stats/summary and /metrics/resource: housekeeping beside the kubelet.
-    let stats = Arc::new(stats_provider(&settings, runtime.clone()));
+    let mut stats = stats_provider(&settings, runtime.clone());
+    for source in volume_stats {
+        stats = stats.with_volume_source(source);
+    }
+    let stats = Arc::new(stats);
+    // The PVC-backed volumes' kubelet_volume_stats_* on /metrics, from the newest sample.
+    kubelet.handle().metrics().register_collector(Box::new({
+        let stats = stats.clone();
+        kubelet_core::stats::VolumeStatsCollector::new(move || stats.cached())
+    }));
     background.push(tokio::spawn(
         stats.clone().run(shutdown_signal(receiver.clone())),
     ));
@@ -543,6 +624,23 @@ mod tests {
             config.spec.node_memory_capacity - 100 * 1024 * 1024
         );
         assert_eq!(allocatable.cpu_milli, config.spec.node_cpu_capacity_milli);
+        // Pod cgroups: the reference's defaults, `kubepods` sized to the machine.
+        assert!(config.cgroups.cgroups_per_qos);
+        assert!(config.cgroups.enforce_node_allocatable_pods);
+        assert_eq!(config.cgroups.pod_pids_limit, -1);
+        let capacity = config.cgroups.node_capacity.expect("node capacity");
+        assert_eq!(capacity.memory_bytes, config.spec.node_memory_capacity);
+        assert_eq!(capacity.cpu_milli, config.spec.node_cpu_capacity_milli);
+        let s = settings(&["--cgroups-per-qos=false", "--enforce-node-allocatable=none"]);
+        let config = kubelet_config(&s, Vec::new(), &machine);
+        assert!(!config.cgroups.cgroups_per_qos);
+        let s = settings(&["--pod-max-pids=256"]);
+        assert_eq!(
+            kubelet_config(&s, Vec::new(), &machine)
+                .cgroups
+                .pod_pids_limit,
+            256
+        );
     }
 
     #[test]

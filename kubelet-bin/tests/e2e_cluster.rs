@@ -295,6 +295,39 @@ async fn crash_loop_reports_restart_count_and_back_off() {
         .find(|e| e.reason.as_deref() == Some("BackOff"));
     assert!(back_off.is_some(), "a BackOff event");
     assert_one_status_per_container(&pod);
+
+    // A container the runtime cannot start: the event carries the runtime's own message,
+    // as the reference's `Error: <status message>` (no gRPC wrapping, no call context).
+    let mut unstartable = api_pod("unstartable", "Never", 1, &[("app", "")]);
+    if let Some(c) = unstartable
+        .spec
+        .as_mut()
+        .and_then(|s| s.containers.first_mut())
+    {
+        c.command = Some(vec!["/no/such/binary".to_string()]);
+    }
+    let unstartable = cluster.create_pod(&unstartable).await;
+    let unstartable_uid = uid(&unstartable);
+    let failed = cluster
+        .wait(
+            "the Failed event of the unstartable container",
+            async || {
+                cluster
+                    .events_about(&unstartable_uid)
+                    .await
+                    .into_iter()
+                    .find(|e| e.reason.as_deref() == Some("Failed"))
+            },
+            |e| e.is_some(),
+        )
+        .await
+        .and_then(|e| e.message)
+        .unwrap_or_default();
+    assert!(
+        failed.starts_with("Error: failed to ") && !failed.contains("rpc error"),
+        "{failed}"
+    );
+    assert!(failed.contains("/no/such/binary"), "{failed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,7 +242,9 @@ async fn security_context_as_seen_from_inside() {
         container_yaml("file", "printf bye > /dev/termination-log; exit 0", ""),
         container_yaml(
             "logs",
-            "echo first; echo oops >&2; exit 3",
+            // One stream: lines of stdout and stderr come through two pipes, and the
+            // runtime may log the second before the first.
+            "echo first >&2; echo oops >&2; exit 3",
             "    terminationMessagePolicy: FallbackToLogsOnError\n"
         ),
     );
@@ -373,5 +375,165 @@ async fn hosts_dns_hostname_and_active_deadline() {
             .contains("Pod was active on the node longer than the specified deadline"),
         "event logged"
     );
+    node.shutdown().await;
+}
+
+/// A container entry of `image` running `script`, then `extra` lines.
+fn container_of(image: &str, name: &str, script: &str, extra: &str) -> String {
+    container_yaml(name, script, extra).replacen(
+        &format!("image: {IMAGE}\n"),
+        &format!("image: {image}\n"),
+        1,
+    )
+}
+
+/// The waiting message of a container that waits with `CreateContainerConfigError`.
+async fn config_error(node: &mut TestNode, manifest: &str, name: &str) -> (Pod, String) {
+    let pod = node
+        .wait_pod(
+            manifest,
+            &format!("{name}: CreateContainerConfigError"),
+            DEADLINE,
+            |p| {
+                container(p, name)
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.waiting.as_ref())
+                    .is_some_and(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+            },
+        )
+        .await;
+    let message = container(&pod, name)
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default();
+    (pod, message)
+}
+
+/// The image's own user, as the runtime reports it in the image status (a uid for
+/// `USER 1000:1000`, a name for `USER nobody`): the container runs as it, `runAsNonRoot`
+/// accepts a numeric non-root one and refuses root and names with the reference's messages,
+/// and `runAsUser` overrides it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_user_and_run_as_non_root() {
+    use kubelet_cri::testing::{BUSYBOX_NAMED_USER_IMAGE, BUSYBOX_NONROOT_IMAGE};
+    let Some(mut node) = TestNode::start().await else {
+        return;
+    };
+    let script = "echo \"UID=$(id -u)\"; echo \"GID=$(id -g)\"; echo \"USER=$(id -un)\"; echo END; \
+                  trap 'exit 0' TERM; sleep 3600 & wait";
+    let non_root = "    securityContext:\n      runAsNonRoot: true\n";
+    let spec = format!(
+        "  containers:\n{}{}{}{}",
+        container_of(BUSYBOX_NONROOT_IMAGE, "numeric", script, non_root),
+        container_of(BUSYBOX_NAMED_USER_IMAGE, "named", script, ""),
+        container_of(
+            BUSYBOX_NONROOT_IMAGE,
+            "override",
+            script,
+            "    securityContext:\n      runAsUser: 2000\n"
+        ),
+        container_of(
+            BUSYBOX_NAMED_USER_IMAGE,
+            "namedexplicit",
+            script,
+            "    securityContext:\n      runAsNonRoot: true\n      runAsUser: 1000\n"
+        ),
+    );
+    node.write_manifest("users.yaml", &pod_yaml("users", &spec));
+    let r = report(&mut node, "users", "numeric").await;
+    assert_eq!(
+        (r["UID"].as_str(), r["GID"].as_str(), r["USER"].as_str()),
+        ("1000", "1000", "app"),
+        "the image's USER 1000:1000 under runAsNonRoot: {r:?}"
+    );
+    let r = report(&mut node, "users", "named").await;
+    assert_eq!(
+        (r["UID"].as_str(), r["USER"].as_str()),
+        ("65534", "nobody"),
+        "the image's USER nobody: {r:?}"
+    );
+    let r = report(&mut node, "users", "override").await;
+    assert_eq!(r["UID"], "2000", "runAsUser over the image's user: {r:?}");
+    let r = report(&mut node, "users", "namedexplicit").await;
+    assert_eq!(
+        r["UID"], "1000",
+        "an explicit non-root runAsUser needs no image check: {r:?}"
+    );
+
+    // Refused: a root image and a named user under runAsNonRoot, each with the reference's
+    // message, and nothing created for them.
+    let spec = format!(
+        "  containers:\n{}{}",
+        container_of(IMAGE, "root", script, non_root),
+        container_of(BUSYBOX_NAMED_USER_IMAGE, "named", script, non_root),
+    );
+    node.write_manifest("refused.yaml", &pod_yaml("refused", &spec));
+    let (pod, message) = config_error(&mut node, "refused", "root").await;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pod_name = format!("refused-{}_default({uid})", support::node::NODE);
+    assert_eq!(
+        message,
+        format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{pod_name}\", container: root)"
+        )
+    );
+    let (_, message) = config_error(&mut node, "refused", "named").await;
+    assert_eq!(
+        message,
+        format!(
+            "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: \"{pod_name}\", container: named)"
+        )
+    );
+    assert!(node.containers(Some(&uid)).await.is_empty());
+    node.shutdown().await;
+}
+
+/// `procMount`: Default leaves the runtime's masked and read-only `/proc` paths in place;
+/// Unmasked sends the runtime empty lists (as the reference), and containerd then mounts
+/// `/proc` without them. Seen from inside, in `/proc/self/mounts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proc_mount_default_and_unmasked() {
+    let Some(mut node) = TestNode::start().await else {
+        return;
+    };
+    // One line per masked or read-only path mounted over /proc, then the count.
+    let script = "grep -E ' /proc/(kcore|keys|timer_list|sched_debug|sys|sysrq-trigger|bus|fs|irq) ' /proc/self/mounts \
+                  | awk '{print \"MOUNT\" NR \"=\" $2 \" \" $4}'; \
+                  echo \"MASKED=$(grep -cE ' /proc/(kcore|keys|timer_list|sched_debug|sys|sysrq-trigger|bus|fs|irq) ' /proc/self/mounts)\"; \
+                  if echo 1 > /proc/sys/kernel/shm_rmid_forced 2>/dev/null; then echo PROCSYS=rw; else echo PROCSYS=ro; fi; \
+                  echo END; trap 'exit 0' TERM; sleep 3600 & wait";
+    let spec = format!(
+        "  containers:\n{}{}",
+        container_yaml(
+            "default",
+            script,
+            "    securityContext:\n      procMount: Default\n"
+        ),
+        container_yaml(
+            "unmasked",
+            script,
+            "    securityContext:\n      procMount: Unmasked\n"
+        ),
+    );
+    node.write_manifest("procmount.yaml", &pod_yaml("procmount", &spec));
+    let r = report(&mut node, "procmount", "default").await;
+    let mounts: Vec<&String> = r
+        .iter()
+        .filter(|(k, _)| k.starts_with("MOUNT"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        mounts.iter().any(|m| m.starts_with("/proc/keys ")),
+        "Default: /proc/keys masked (runc skips the masked paths a kernel lacks, such as \
+         /proc/kcore on some): {r:?}"
+    );
+    assert!(
+        mounts.iter().any(|m| m.starts_with("/proc/sys ro")),
+        "Default: /proc/sys read-only: {r:?}"
+    );
+    assert_eq!(r["PROCSYS"], "ro", "{r:?}");
+    let r = report(&mut node, "procmount", "unmasked").await;
+    assert_eq!(r["MASKED"], "0", "Unmasked: nothing over /proc: {r:?}");
     node.shutdown().await;
 }

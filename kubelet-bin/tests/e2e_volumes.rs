@@ -712,3 +712,136 @@ async fn an_empty_dir_past_its_size_limit_evicts_the_pod() {
         .expect("delete");
     cluster.wait_pod_gone("filler").await;
 }
+
+/// subPaths as the reference mounts them: the checked path, opened without following
+/// links, bind-mounted at `<pod dir>/volume-subpaths/<volume>/<container>/<index>`, which is
+/// what containerd mounts. Seen from inside: a subPath file and a subPath through a link
+/// that stays in the volume; a link that leaves the volume is refused with the reference's
+/// message; swapping a link after the start changes nothing in the container; the binds go
+/// with the pod and the volume's files stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_paths_are_bind_mounted_from_what_was_checked() {
+    let Some(mut node) = TestNode::start().await else {
+        return;
+    };
+    let host = tempfile::Builder::new()
+        .prefix("kubelet-e2e-subpath-")
+        .tempdir()
+        .expect("temp dir");
+    let data = host.path().join("data");
+    let outside = host.path().join("outside");
+    std::fs::create_dir_all(data.join("real")).expect("mkdir real");
+    std::fs::create_dir(&outside).expect("mkdir outside");
+    std::fs::write(data.join("real/greeting"), "hello").expect("write greeting");
+    std::fs::write(outside.join("secret"), "host-only").expect("write secret");
+    std::os::unix::fs::symlink("real", data.join("inside")).expect("link inside");
+    std::os::unix::fs::symlink(&outside, data.join("escape")).expect("link escape");
+    let pod_spec = |mounts: serde_json::Value| {
+        serde_json::json!({
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", SERVE],
+                "volumeMounts": mounts,
+            }],
+            "volumes": [{"name": "data", "hostPath": {"path": data, "type": "Directory"}}]
+        })
+    };
+    node.write_manifest(
+        "subpaths.yaml",
+        &static_pod(
+            "subpaths",
+            pod_spec(serde_json::json!([
+                {"name": "data", "mountPath": "/greeting", "subPath": "real/greeting"},
+                {"name": "data", "mountPath": "/inside", "subPath": "inside"}
+            ])),
+        ),
+    );
+    node.write_manifest(
+        "escape.yaml",
+        &static_pod(
+            "escape",
+            pod_spec(serde_json::json!([
+                {"name": "data", "mountPath": "/escape", "subPath": "escape"}
+            ])),
+        ),
+    );
+
+    let pod = node
+        .wait_pod("subpaths", "app running", DEADLINE, |p| {
+            running_and_ready(p, "app")
+        })
+        .await;
+    let pod_dir = root_dir(&node).join("pods").join(uid(&pod));
+    let id = container(&pod, "app")
+        .and_then(runtime_id)
+        .expect("container id")
+        .to_string();
+    let read = "test \"$(cat /greeting)\" = hello && test \"$(cat /inside/greeting)\" = hello \
+                && test ! -e /inside/secret";
+    assert_eq!(node.exec(&id, read).await, 0, "subPath file and directory");
+    let targets = pod_dir.join("volume-subpaths/data/app");
+    let targets = std::fs::canonicalize(&targets).unwrap_or(targets);
+    let mut binds = mounts_below(&pod_dir.join("volume-subpaths"));
+    binds.sort();
+    assert_eq!(
+        binds,
+        [
+            targets.join("0").to_string_lossy().into_owned(),
+            targets.join("1").to_string_lossy().into_owned()
+        ],
+        "one bind per subPath mount, at the reference's place"
+    );
+
+    // The link swapped for one out of the volume after the start: the container still sees
+    // what was checked.
+    std::fs::remove_file(data.join("inside")).expect("remove link");
+    std::os::unix::fs::symlink(&outside, data.join("inside")).expect("relink inside");
+    assert_eq!(
+        node.exec(&id, read).await,
+        0,
+        "the bind is of the checked path"
+    );
+
+    let escape = node
+        .wait_pod("escape", "refused", DEADLINE, |p| {
+            waiting(p, "app").is_some_and(|(r, _)| r == "CreateContainerConfigError")
+        })
+        .await;
+    assert_eq!(
+        waiting(&escape, "app").map(|(_, m)| m).as_deref(),
+        Some("failed to prepare subPath for volumeMount \"data\" of container \"app\"")
+    );
+    let escape_dir = root_dir(&node).join("pods").join(uid(&escape));
+    assert!(
+        mounts_below(&escape_dir).is_empty(),
+        "nothing mounted for it"
+    );
+    assert!(node.containers(Some(&uid(&escape))).await.is_empty());
+
+    for file in ["subpaths.yaml", "escape.yaml"] {
+        node.remove_manifest(file);
+    }
+    node.wait_for("the pods to go", DEADLINE, async |n| {
+        n.pods()
+            .await
+            .ok()
+            .filter(|pods| pods.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    node.wait_for("the subPath binds to go", DEADLINE, async |_| {
+        (mounts_below(&pod_dir).is_empty() && !pod_dir.join("volume-subpaths").exists())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(data.join("real/greeting")).expect("greeting"),
+        "hello"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret")).expect("secret"),
+        "host-only"
+    );
+    node.shutdown().await;
+}

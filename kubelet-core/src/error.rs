@@ -31,7 +31,55 @@ pub enum RuntimeError {
     Other(String),
 }
 
+/// How gRPC-Go prints a status (`rpc error: code = Unknown desc = ...`): the text runtimes'
+/// errors reach the reference kubelet's events and pod statuses in.
+pub fn grpc_status_text(code: tonic::Code, message: &str) -> String {
+    let name = match code {
+        // gRPC-Go's names where they differ from the enum's.
+        tonic::Code::Ok => "OK".to_string(),
+        tonic::Code::Cancelled => "Canceled".to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("{RPC_ERROR}{name} desc = {message}")
+}
+
+const RPC_ERROR: &str = "rpc error: code = ";
+const DESC: &str = " desc = ";
+
 impl RuntimeError {
+    /// The error's text without the kind's prefix.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::NotFound(m)
+            | Self::Unavailable(m)
+            | Self::DeadlineExceeded(m)
+            | Self::InvalidArgument(m)
+            | Self::ImagePull(m)
+            | Self::AlreadyExists(m)
+            | Self::Unsupported(m)
+            | Self::Other(m) => m,
+        }
+    }
+
+    /// The runtime's error as gRPC-Go prints it (`rpc error: code = ... desc = ...`), as the
+    /// reference's `FailedCreatePodSandBox` events and image pull failures carry it; the
+    /// [detail](Self::detail) for an error that did not come over gRPC.
+    pub fn rpc_text(&self) -> &str {
+        let detail = self.detail();
+        detail.find(RPC_ERROR).map_or(detail, |i| &detail[i..])
+    }
+
+    /// What the runtime said, without the call's context: a gRPC status' description (the
+    /// reference's `status.Message()`, what it shows as a container's waiting message and
+    /// in its `Failed` events), else the [detail](Self::detail).
+    pub fn runtime_message(&self) -> &str {
+        let text = self.rpc_text();
+        match (text.starts_with(RPC_ERROR), text.find(DESC)) {
+            (true, Some(i)) => &text[i + DESC.len()..],
+            _ => text,
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::DeadlineExceeded(_))
@@ -75,6 +123,15 @@ pub enum VolumeError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// Mounting failed with a message already worded as the reference kubelet's events word
+    /// it (it names the volume itself, e.g. `MountVolume.SetUp failed for volume "x" : ...`).
+    #[error("{message}")]
+    Mount {
+        /// Volume name in the pod spec.
+        volume: String,
+        /// The whole message.
+        message: String,
     },
     /// Anything else the plugin reported.
     #[error("volume {volume}: {message}")]
@@ -157,4 +214,36 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod runtime_error_text_tests {
+    use super::*;
+
+    #[test]
+    fn grpc_text_and_message_as_the_reference_shows_them() {
+        let err = RuntimeError::Other(format!(
+            "StartContainer container abc: {}",
+            grpc_status_text(
+                tonic::Code::Unknown,
+                "failed to create containerd task: boom"
+            )
+        ));
+        assert_eq!(
+            err.rpc_text(),
+            "rpc error: code = Unknown desc = failed to create containerd task: boom"
+        );
+        assert_eq!(
+            err.runtime_message(),
+            "failed to create containerd task: boom"
+        );
+        assert_eq!(
+            grpc_status_text(tonic::Code::Cancelled, "x"),
+            "rpc error: code = Canceled desc = x"
+        );
+        // Not from gRPC (the fake runtime, a custom runtime): the detail itself.
+        let plain = RuntimeError::NotFound("container \"x\" not found".into());
+        assert_eq!(plain.rpc_text(), "container \"x\" not found");
+        assert_eq!(plain.runtime_message(), "container \"x\" not found");
+    }
 }

@@ -33,12 +33,15 @@
 
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
+pub mod cgroups;
 pub mod downward_api;
 pub mod error;
 pub mod image_credentials;
+pub mod image_gc;
 pub mod labels;
 pub mod log_reporter;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod objects;

@@ -66,10 +66,10 @@ pub trait PodObjects: Send + Sync {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ObjectError>;
     /// The Secret `namespace/name`.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ObjectError>;
-    /// Every Service the node knows (the reference lists them from a cluster-wide watch);
-    /// an error while they have not been listed once, since an environment built without
-    /// them would miss variables for good.
-    async fn services(&self) -> Result<Vec<Service>, ObjectError>;
+    /// The Services of `namespace` the node knows (the reference keeps them from a
+    /// cluster-wide watch); an error while they have not been listed once, since an
+    /// environment built without them would miss variables for good.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ObjectError>;
 }
 
 /// Objects kept in memory: for embedders that have their objects at hand, and for tests.
@@ -144,7 +144,13 @@ impl PodObjects for StaticPodObjects {
                 name: key.1,
             })
     }
-    async fn services(&self) -> Result<Vec<Service>, ObjectError> {
-        Ok(self.inner().services.values().cloned().collect())
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ObjectError> {
+        Ok(self
+            .inner()
+            .services
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, service)| service.clone())
+            .collect())
     }
 }

@@ -238,6 +238,18 @@ pub struct Mount {
     pub propagation: MountPropagation,
 }
 
+/// A host device made available in a container (CRI `Device`): a raw block volume of the
+/// container's `volumeDevices`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// Path of the device inside the container (the `devicePath`).
+    pub container_path: String,
+    /// Path of the device on the host; the runtime resolves a symlink to the device node.
+    pub host_path: String,
+    /// Cgroup permissions of the device: `r`, `w` and `m` (mknod), e.g. `mrw`.
+    pub permissions: String,
+}
+
 /// Linux resource settings of a container, as the CRI carries them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinuxResources {
@@ -334,6 +346,8 @@ pub struct ContainerConfig {
     pub envs: Vec<KeyValue>,
     /// Mounts.
     pub mounts: Vec<Mount>,
+    /// Devices (raw block volumes).
+    pub devices: Vec<Device>,
     /// Labels the kubelet sets (pod and container identity).
     pub labels: BTreeMap<String, String>,
     /// Annotations the kubelet sets (spec hash, restart count, termination settings).
@@ -422,6 +436,18 @@ pub struct ImageInfo {
     pub username: String,
 }
 
+/// Usage of one of the runtime's image filesystems (CRI `ImageFsInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFsInfo {
+    /// Where the filesystem holding the images is mounted (e.g.
+    /// `/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs`).
+    pub mountpoint: String,
+    /// Bytes the images use on it.
+    pub used_bytes: Option<u64>,
+    /// Inodes the images use on it.
+    pub inodes_used: Option<u64>,
+}
+
 /// Registry credentials for a pull.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -479,6 +505,47 @@ pub struct ContainerStats {
     pub memory_working_set_bytes: Option<u64>,
     /// Bytes used by the container's writable layer.
     pub writable_layer_used_bytes: Option<u64>,
+}
+
+/// Resource usage of one pod sandbox as the runtime measures it (CRI `PodSandboxStats`,
+/// Linux): the pod's cgroup and network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSandboxStats {
+    /// Sandbox ID.
+    pub id: String,
+    /// The pod it belongs to.
+    pub metadata: SandboxMetadata,
+    /// When the sample was taken (ns since epoch).
+    pub timestamp: i64,
+    /// Cumulative CPU time of the pod in nanoseconds.
+    pub cpu_usage_core_nanoseconds: Option<u64>,
+    /// Memory working set of the pod in bytes.
+    pub memory_working_set_bytes: Option<u64>,
+    /// Memory in use, page cache included.
+    pub memory_usage_bytes: Option<u64>,
+    /// Anonymous memory.
+    pub memory_rss_bytes: Option<u64>,
+    /// The network interfaces of the pod's namespace, the default one first.
+    pub network: Vec<InterfaceUsage>,
+    /// How many processes run in the pod.
+    pub process_count: Option<u64>,
+    /// Its containers' usage.
+    pub containers: Vec<ContainerStats>,
+}
+
+/// Counters of one network interface (CRI `NetworkInterfaceUsage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceUsage {
+    /// Interface name.
+    pub name: String,
+    /// Bytes received.
+    pub rx_bytes: Option<u64>,
+    /// Receive errors.
+    pub rx_errors: Option<u64>,
+    /// Bytes sent.
+    pub tx_bytes: Option<u64>,
+    /// Transmit errors.
+    pub tx_errors: Option<u64>,
 }
 
 /// Which sandboxes or containers a list call returns.
@@ -692,8 +759,25 @@ pub trait Runtime: Send + Sync + 'static {
         )))
     }
 
+    /// The runtime's image filesystems and what the images use there (CRI `ImageFsInfo`),
+    /// for image garbage collection and stats. Runtimes that cannot tell keep this default,
+    /// which refuses ([`RuntimeError::Unsupported`]); image GC is then off.
+    async fn image_fs_info(&self) -> RuntimeResult<Vec<ImageFsInfo>> {
+        Err(RuntimeError::Unsupported(
+            "ImageFsInfo: not supported by this runtime".to_string(),
+        ))
+    }
+
     /// Usage of one container (`None` if the runtime has no sample).
     async fn container_stats(&self, container_id: &str) -> RuntimeResult<Option<ContainerStats>>;
     /// Usage of all containers.
     async fn list_container_stats(&self) -> RuntimeResult<Vec<ContainerStats>>;
+    /// Usage of all pod sandboxes (CRI `ListPodSandboxStats`). Runtimes that do not measure
+    /// pods keep this default, which refuses ([`RuntimeError::Unsupported`]); the stats
+    /// collector then measures the pods' cgroups itself.
+    async fn list_pod_sandbox_stats(&self) -> RuntimeResult<Vec<PodSandboxStats>> {
+        Err(RuntimeError::Unsupported(
+            "ListPodSandboxStats: not supported by this runtime".to_string(),
+        ))
+    }
 }

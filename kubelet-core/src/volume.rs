@@ -21,6 +21,13 @@ pub struct MountedVolume {
     /// `sizeLimit`), which the pod worker enforces by eviction; memory-backed volumes are limited by
     /// their tmpfs size instead and leave it `None`.
     pub size_limit_bytes: Option<u64>,
+    /// Set when the volume is a raw block device (a PersistentVolume with `volumeMode:
+    /// Block`): the host path of the device node, or of a symlink to it (the reference's
+    /// pod device map path, `<pod-dir>/volumeDevices/<plugin>/<name>`). Containers get it as
+    /// a device through `volumeDevices`, never as a bind mount: a `volumeMounts` entry
+    /// naming it is an error, as is a `volumeDevices` entry naming a volume without it.
+    /// Filesystem volumes leave it `None`.
+    pub block_device: Option<PathBuf>,
 }
 
 /// Where a pod's volume directories live: `<root>/pods/<uid>/volumes/<plugin>/<name>`,
@@ -59,6 +66,13 @@ impl<'a> VolumeContext<'a> {
 pub trait VolumePlugin: Send + Sync + 'static {
     /// Plugin name, as the reference names them (e.g. `kubernetes.io/empty-dir`).
     fn name(&self) -> &str;
+    /// The directories below `<pod-dir>/volumes/` this plugin's volumes live in: by default
+    /// its name escaped as the reference does (`kubernetes.io/csi` -> `kubernetes.io~csi`).
+    /// A volume found there with no pod to name it (a pod removed while the kubelet was
+    /// down) is torn down through this plugin.
+    fn pod_volume_dirs(&self) -> Vec<String> {
+        vec![escape_plugin_name(self.name())]
+    }
     /// Whether this plugin handles the given volume.
     fn can_support(&self, volume: &Volume) -> bool;
     /// Make the volume present and return the host path to mount. Must be idempotent: it is
@@ -75,4 +89,10 @@ pub trait VolumePlugin: Send + Sync + 'static {
         pod_dir: &Path,
         volume_name: &str,
     ) -> Result<(), VolumeError>;
+}
+
+/// A plugin name as a directory name, as the reference escapes qualified names: each `/`
+/// becomes `~` (`kubernetes.io/empty-dir` -> `kubernetes.io~empty-dir`).
+pub fn escape_plugin_name(name: &str) -> String {
+    name.replace('/', "~")
 }

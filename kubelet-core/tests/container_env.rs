@@ -276,7 +276,7 @@ impl PodObjects for Flaky {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ObjectError> {
         self.0.secret(namespace, name).await
     }
-    async fn services(&self) -> Result<Vec<Service>, ObjectError> {
+    async fn services(&self, _namespace: &str) -> Result<Vec<Service>, ObjectError> {
         Err(ObjectError::Unavailable(
             "services have not yet been read at least once, cannot construct envvars".into(),
         ))

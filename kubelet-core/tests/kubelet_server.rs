@@ -427,16 +427,16 @@ async fn endpoints_and_the_forbidden_body() {
             .expect("runningpods");
         assert_eq!(status, 200, "{body}");
         let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        let running = node.handle.pods().iter().any(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.state.as_ref().and_then(|s| s.running.as_ref()).is_some())
-                })
+        // What this answer lists, not what the kubelet knows now: the sandbox shows before
+        // its container runs.
+        let container_listed = list["items"].as_array().is_some_and(|items| {
+            items.iter().any(|p| {
+                p["spec"]["containers"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+            })
         });
-        if running && list["items"].as_array().is_some_and(|i| !i.is_empty()) {
+        if container_listed {
             break list;
         }
         assert!(Instant::now() < deadline, "pod not running: {body}");
@@ -846,4 +846,63 @@ mod real_api_server {
         server.stop().await;
         node.shutdown().await;
     }
+}
+
+/// A client that sends part of its request headers and then nothing is disconnected after
+/// the header read timeout instead of holding its connection open forever; a request sent
+/// in time on another connection is still answered. Paused time: the timeout elapses as soon
+/// as everything waits.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::start();
+    let server = kubelet_core::server::ReadOnlyServer::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        node.handles(),
+    )
+    .await
+    .expect("bind");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: node-1\r\n")
+        .await
+        .expect("write part of the headers");
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    // EOF (or a reset) is the server closing the connection; the read itself is bounded
+    // well past the timeout so that a server that never closes fails the test.
+    let read = tokio::time::timeout(
+        kubelet_core::server::HEADER_READ_TIMEOUT * 4,
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the server closes a connection whose headers never end");
+    let waited = started.elapsed();
+    assert!(
+        waited >= kubelet_core::server::HEADER_READ_TIMEOUT,
+        "closed after {waited:?}, before the timeout ({read:?})"
+    );
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    let mut quick = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: node-1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write the request");
+    let mut buf = Vec::new();
+    quick.read_to_end(&mut buf).await.expect("read the answer");
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+
+    let _ = stop.send(());
+    task.await.expect("join").expect("serve");
+    node.shutdown().await;
 }

@@ -711,3 +711,401 @@ async fn services_and_config_keys_as_kube_apiserver_keeps_them() {
         "ConfigMap \"keys\" is invalid: data[..dots]: Invalid value: \"..dots\": must not start with '..'"
     );
 }
+
+/// What `method` on `path` with `body` gives: the object answered (without metadata, as a
+/// client decodes it), or the refusal. Pointer addresses Go prints in immutability errors
+/// differ on every request and are masked.
+async fn storage_request(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Outcome {
+    let builder = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    let body = body.map(|b| serde_json::to_vec(b).expect("JSON"));
+    let request = builder.body(body.unwrap_or_default()).expect("request");
+    match client.request::<Value>(request).await {
+        Ok(mut v) => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("metadata");
+            }
+            Outcome::Stored(decoded(v))
+        }
+        Err(kube::Error::Api(s)) => Outcome::Refused {
+            code: s.code,
+            reason: s.reason,
+            message: mask_pointers(&s.message),
+        },
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+fn mask_pointers(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("(0xc") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let end = tail.find(')').unwrap_or(tail.len());
+        out.push_str("(<pointer>");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The resourceVersion of the object at `path`, for the updates that must carry one.
+async fn resource_version(client: &kube::Client, path: &str) -> String {
+    let request = http::Request::get(path).body(Vec::new()).expect("request");
+    let v: Value = client.request(request).await.expect("get");
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The storage objects a kubelet reads and writes (CSINode, CSIDriver, VolumeAttachment,
+/// StorageClass, PersistentVolume, PersistentVolumeClaim): created, defaulted, updated and
+/// refused the same way by the fake and by kube-apiserver, and served in discovery alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_objects_as_kube_apiserver_keeps_them() {
+    let (_fake, _real, targets) = targets().await;
+    const CSINODES: &str = "/apis/storage.k8s.io/v1/csinodes";
+    const CSIDRIVERS: &str = "/apis/storage.k8s.io/v1/csidrivers";
+    const CLASSES: &str = "/apis/storage.k8s.io/v1/storageclasses";
+    const ATTACHMENTS: &str = "/apis/storage.k8s.io/v1/volumeattachments";
+    const PVS: &str = "/api/v1/persistentvolumes";
+    const PVCS: &str = "/api/v1/namespaces/default/persistentvolumeclaims";
+    let long_name = "a".repeat(64);
+    let long_id = "x".repeat(257);
+    let hostpath = json!({"name": "hostpath.csi.k8s.io", "nodeID": NODE, "topologyKeys": ["b", "a"], "allocatable": {"count": 3}});
+    let mut outcomes = Vec::new();
+    for t in &targets {
+        let c = &t.admin;
+        let mut got = Vec::new();
+        // CSINode: the kubelet's own writes (as the node), then what validation refuses.
+        got.push(
+            storage_request(&t.node, "POST", CSINODES, Some(&json!({
+                "metadata": {"name": NODE},
+                "spec": {"drivers": [hostpath, {"name": "other.csi", "nodeID": NODE, "topologyKeys": []}]},
+            })))
+            .await,
+        );
+        let rv = resource_version(c, &format!("{CSINODES}/{NODE}")).await;
+        let mut changed = hostpath.clone();
+        changed["nodeID"] = json!("changed");
+        changed["allocatable"] = json!({"count": 5});
+        got.push(
+            storage_request(
+                &t.node,
+                "PUT",
+                &format!("{CSINODES}/{NODE}"),
+                Some(&json!({
+                    "metadata": {"name": NODE, "resourceVersion": rv},
+                    "spec": {"drivers": [changed, {"name": "other.csi", "nodeID": NODE}]},
+                })),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(
+                &t.node,
+                "PUT",
+                &format!("{CSINODES}/{NODE}"),
+                Some(&json!({
+                    "metadata": {"name": NODE},
+                    "spec": {"drivers": [hostpath]},
+                })),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(
+                &t.node,
+                "PUT",
+                &format!("{CSINODES}/{NODE}"),
+                Some(&json!({
+                    "metadata": {"name": NODE, "resourceVersion": rv},
+                    "spec": {"drivers": [hostpath]},
+                })),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "POST", CSINODES, Some(&json!({
+                "metadata": {"name": "bad"},
+                "spec": {"drivers": [
+                    {"name": "hostpath.csi.k8s.io", "nodeID": "n1"},
+                    {"name": "Bad_Name!", "nodeID": ""},
+                    {"name": "hostpath.csi.k8s.io", "nodeID": "x", "topologyKeys": ["a", "a", "not valid!"], "allocatable": {"count": -1}},
+                    {"name": "", "nodeID": "y"},
+                    {"name": long_name, "nodeID": long_id, "topologyKeys": ["", "/x", "a/b/c"]},
+                ]},
+            })))
+            .await,
+        );
+        // CSIDriver: the defaults the volume plugin relies on, and refusals.
+        got.push(
+            storage_request(
+                c,
+                "POST",
+                CSIDRIVERS,
+                Some(&json!({"metadata": {"name": "hostpath.csi.k8s.io"}, "spec": {}})),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "POST", CSIDRIVERS, Some(&json!({
+                "metadata": {"name": "e.csi"},
+                "spec": {"attachRequired": false, "podInfoOnMount": true, "volumeLifecycleModes": ["Ephemeral"], "requiresRepublish": true, "tokenRequests": [{"audience": ""}]},
+            })))
+            .await,
+        );
+        got.push(
+            storage_request(c, "POST", CSIDRIVERS, Some(&json!({
+                "metadata": {"name": "Bad_Name"},
+                "spec": {"volumeLifecycleModes": ["Persistent", "Nope"], "fsGroupPolicy": "Sometimes", "tokenRequests": [{"audience": "a"}, {"audience": "a", "expirationSeconds": 600}]},
+            })))
+            .await,
+        );
+        got.push(
+            storage_request(
+                c,
+                "PUT",
+                &format!("{CSIDRIVERS}/e.csi"),
+                Some(&json!({"metadata": {"name": "e.csi"}, "spec": {}})),
+            )
+            .await,
+        );
+        // StorageClass.
+        got.push(
+            storage_request(c, "POST", CLASSES, Some(&json!({"metadata": {"name": "sc1"}, "provisioner": "hostpath.csi.k8s.io", "parameters": {"k": "v"}}))).await,
+        );
+        got.push(
+            storage_request(
+                c,
+                "POST",
+                CLASSES,
+                Some(&json!({"metadata": {"name": "sc2"}})),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "PUT", &format!("{CLASSES}/sc1"), Some(&json!({"metadata": {"name": "sc1"}, "provisioner": "b.csi", "parameters": {"k": "w"}, "reclaimPolicy": "Retain"}))).await,
+        );
+        // VolumeAttachment: the status the attacher writes and the node reads.
+        let va = json!({"metadata": {"name": "va1"}, "spec": {"attacher": "hostpath.csi.k8s.io", "nodeName": NODE, "source": {"persistentVolumeName": "pv1"}}, "status": {"attached": true}});
+        got.push(storage_request(c, "POST", ATTACHMENTS, Some(&va)).await);
+        let rv = resource_version(c, &format!("{ATTACHMENTS}/va1")).await;
+        let mut attached = va.clone();
+        attached["metadata"]["resourceVersion"] = json!(rv);
+        attached["status"] = json!({"attached": true, "attachmentMetadata": {"k": "v"}});
+        attached["spec"]["nodeName"] = json!("elsewhere");
+        got.push(
+            storage_request(
+                c,
+                "PUT",
+                &format!("{ATTACHMENTS}/va1/status"),
+                Some(&attached),
+            )
+            .await,
+        );
+        let rv = resource_version(c, &format!("{ATTACHMENTS}/va1")).await;
+        attached["metadata"]["resourceVersion"] = json!(rv);
+        got.push(storage_request(c, "PUT", &format!("{ATTACHMENTS}/va1"), Some(&attached)).await);
+        got.push(
+            storage_request(
+                c,
+                "POST",
+                ATTACHMENTS,
+                Some(&json!({"metadata": {"name": "va2"}, "spec": {"source": {}}})),
+            )
+            .await,
+        );
+        // PersistentVolume and PersistentVolumeClaim: defaults and the starting phase.
+        got.push(
+            storage_request(c, "POST", PVS, Some(&json!({
+                "metadata": {"name": "pv1"},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "v1"}},
+                "status": {"phase": "Bound"},
+            })))
+            .await,
+        );
+        got.push(
+            storage_request(
+                c,
+                "POST",
+                PVS,
+                Some(&json!({"metadata": {"name": "pv2"}, "spec": {}})),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "POST", PVS, Some(&json!({
+                "metadata": {"name": "pv3"},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "csi": {"driver": "", "volumeHandle": ""}},
+            })))
+            .await,
+        );
+        got.push(
+            storage_request(
+                c,
+                "PUT",
+                &format!("{PVS}/pv1/status"),
+                Some(&json!({"metadata": {"name": "pv1"}, "status": {"phase": "Available"}})),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "POST", PVCS, Some(&json!({
+                "metadata": {"name": "pvc1"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv1"},
+                "status": {"phase": "Bound"},
+            })))
+            .await,
+        );
+        got.push(
+            storage_request(
+                c,
+                "POST",
+                PVCS,
+                Some(&json!({"metadata": {"name": "pvc2"}, "spec": {}})),
+            )
+            .await,
+        );
+        got.push(
+            storage_request(c, "PUT", &format!("{PVCS}/pvc1/status"), Some(&json!({"metadata": {"name": "pvc1"}, "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}}))).await,
+        );
+        // CSIDriver updates: the immutable fields changed with the others...
+        let rv = resource_version(c, &format!("{CSIDRIVERS}/e.csi")).await;
+        got.push(
+            storage_request(
+                c,
+                "PUT",
+                &format!("{CSIDRIVERS}/e.csi"),
+                Some(&json!({
+                    "metadata": {"name": "e.csi", "resourceVersion": rv},
+                    "spec": {"attachRequired": true, "podInfoOnMount": false, "fsGroupPolicy": "File", "volumeLifecycleModes": ["Persistent"], "requiresRepublish": false, "storageCapacity": true, "tokenRequests": [{"audience": "x"}]},
+                })),
+            )
+            .await,
+        );
+        // ...and only the fields that may change.
+        got.push(
+            storage_request(
+                c,
+                "PUT",
+                &format!("{CSIDRIVERS}/e.csi"),
+                Some(&json!({
+                    "metadata": {"name": "e.csi", "resourceVersion": rv},
+                    "spec": {"attachRequired": false, "podInfoOnMount": true, "volumeLifecycleModes": ["Ephemeral"], "requiresRepublish": false, "storageCapacity": true, "tokenRequests": [{"audience": "x"}]},
+                })),
+            )
+            .await,
+        );
+        // DELETE answers with the object on every one of these registries.
+        for path in [
+            format!("{CSINODES}/{NODE}"),
+            format!("{CSIDRIVERS}/e.csi"),
+            format!("{CLASSES}/sc1"),
+            format!("{ATTACHMENTS}/va1"),
+            format!("{PVCS}/pvc1"),
+            format!("{PVS}/pv1"),
+        ] {
+            let deleted = storage_request(c, "DELETE", &path, None).await;
+            got.push(Outcome::Stored(json!(deleted.stored()["kind"])));
+        }
+        // Discovery of what the fake serves.
+        let request = http::Request::get("/apis/storage.k8s.io/v1")
+            .body(Vec::new())
+            .expect("request");
+        let doc: Value = c.request(request).await.expect("discovery");
+        let mut served: Vec<Value> = doc["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter(|r| r["name"] != "csistoragecapacities")
+            .map(|r| {
+                json!([
+                    r["name"],
+                    r["namespaced"],
+                    r["kind"],
+                    r["verbs"],
+                    r["shortNames"]
+                ])
+            })
+            .collect();
+        served.sort_by_key(|v| v.to_string());
+        got.push(Outcome::Stored(json!(served)));
+        outcomes.push((t.name, got));
+    }
+    let (first, expected) = &outcomes[0];
+    for (other, got) in &outcomes[1..] {
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+            assert_eq!(
+                g, e,
+                "case {i}: {other} (left) and {first} (right) disagree"
+            );
+        }
+    }
+    // What the outcomes are, pinned for runs without the real server.
+    let spec = |i: usize| expected[i].stored()["spec"].clone();
+    assert_eq!(
+        spec(0)["drivers"],
+        json!([{"name": "hostpath.csi.k8s.io", "nodeID": NODE, "topologyKeys": ["b", "a"], "allocatable": {"count": 3}}, {"name": "other.csi", "nodeID": NODE}])
+    );
+    let (code, _, message) = expected[1].refused();
+    assert_eq!(code, 422);
+    assert!(
+        message.starts_with("CSINode.storage.k8s.io \"n1\" is invalid: CSINodeDriver: Invalid value: storage.CSINodeDriver{Name:\"hostpath.csi.k8s.io\", NodeID:\"changed\", TopologyKeys:[]string{\"b\", \"a\"}, Allocatable:(*storage.VolumeNodeResources)(<pointer>)}: field is immutable"),
+        "{message}"
+    );
+    assert_eq!(
+        expected[2].refused().2,
+        "csinodes.storage.k8s.io \"n1\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+    );
+    assert_eq!(spec(3)["drivers"].as_array().map(Vec::len), Some(1));
+    assert!(
+        expected[4]
+            .refused()
+            .2
+            .contains("spec.drivers[2].name: Duplicate value: \"hostpath.csi.k8s.io\"")
+    );
+    assert_eq!(
+        spec(5),
+        json!({"attachRequired": true, "fsGroupPolicy": "ReadWriteOnceWithFSType", "podInfoOnMount": false, "requiresRepublish": false, "seLinuxMount": false, "storageCapacity": false, "volumeLifecycleModes": ["Persistent"]})
+    );
+    assert_eq!(spec(6)["volumeLifecycleModes"], json!(["Ephemeral"]));
+    assert_eq!(expected[7].refused().0, 422);
+    assert_eq!(expected[9].stored()["reclaimPolicy"], "Delete");
+    assert_eq!(expected[9].stored()["volumeBindingMode"], "Immediate");
+    assert_eq!(
+        expected[10].refused().2,
+        "StorageClass.storage.k8s.io \"sc2\" is invalid: provisioner: Required value"
+    );
+    assert_eq!(expected[12].stored()["status"], json!({"attached": false}));
+    assert_eq!(expected[13].stored()["spec"]["nodeName"], NODE);
+    assert_eq!(expected[13].stored()["status"]["attached"], true);
+    assert_eq!(expected[16].stored()["status"], json!({"phase": "Pending"}));
+    assert_eq!(
+        expected[16].stored()["spec"]["persistentVolumeReclaimPolicy"],
+        "Retain"
+    );
+    assert_eq!(expected[16].stored()["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(expected[20].stored()["status"], json!({"phase": "Pending"}));
+    assert_eq!(expected[20].stored()["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(
+        expected[23].refused().2,
+        "CSIDriver.storage.k8s.io \"e.csi\" is invalid: [spec.attachedRequired: Invalid value: true: field is immutable, spec.fsGroupPolicy: Invalid value: \"File\": field is immutable, spec.podInfoOnMount: Invalid value: false: field is immutable, spec.volumeLifecycleModes: Invalid value: []storage.VolumeLifecycleMode{\"Persistent\"}: field is immutable]"
+    );
+    assert_eq!(spec(24)["storageCapacity"], true);
+    assert_eq!(spec(24)["tokenRequests"], json!([{"audience": "x"}]));
+    assert_eq!(
+        expected[21].refused().2,
+        "PersistentVolumeClaim \"pvc2\" is invalid: [spec.accessModes: Required value: at least 1 access mode is required, spec.resources[storage]: Required value]"
+    );
+}

@@ -170,7 +170,7 @@ async fn readiness_gates_ready_and_flaps_with_thresholds() {
     assert!(calls.load(Ordering::SeqCst) >= before + 3);
     // Readiness never restarts a container.
     assert_eq!(node.restarts(&p, "app"), 0);
-    assert_eq!(rt.containers_of("web", "app").len(), 1);
+    assert_eq!(rt.container_instances_of("web", "app").len(), 1);
     node.shutdown().await;
 }
 
@@ -317,11 +317,11 @@ async fn liveness_failure_restarts_with_backoff() {
         .build();
     node.pods.snapshot(vec![p.clone()]);
     node.until(Duration::from_secs(300), "five instances", |n| {
-        n.runtime.containers_of("sick", "app").len() >= 5
+        n.runtime.container_instances_of("sick", "app").len() >= 5
     })
     .await;
     let mut starts: Vec<i64> = rt
-        .containers_of("sick", "app")
+        .container_instances_of("sick", "app")
         .iter()
         .map(|c| c.created_at)
         .collect();
@@ -405,13 +405,13 @@ async fn a_liveness_kill_uses_the_probe_grace_period() {
     fail.store(true, Ordering::SeqCst);
     node.until(Duration::from_secs(30), "the first instance exited", |n| {
         n.runtime
-            .containers_of("graceful", "app")
+            .container_instances_of("graceful", "app")
             .iter()
             .any(|c| c.state == ContainerState::Exited)
     })
     .await;
     let first = rt
-        .containers_of("graceful", "app")
+        .container_instances_of("graceful", "app")
         .into_iter()
         .find(|c| c.state == ContainerState::Exited)
         .expect("exited");
@@ -541,7 +541,7 @@ async fn a_failing_post_start_hook_kills_the_container() {
         "{killing:?}"
     );
     let first = rt
-        .containers_of("hooked", "app")
+        .container_instances_of("hooked", "app")
         .into_iter()
         .find(|c| c.state == ContainerState::Exited)
         .expect("the first instance exited");

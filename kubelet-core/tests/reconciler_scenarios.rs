@@ -44,6 +44,19 @@ impl Node {
     }
 }
 
+/// A node running pod `crash`, whose container `app` exits 1 after a second, every time.
+fn crash_looping_pod() -> (std::sync::Arc<FakeRuntime>, Node, Pod) {
+    let rt = runtime();
+    rt.set_behavior(
+        ContainerMatch::container("crash", "app"),
+        ContainerBehavior::exit(1, Duration::from_secs(1)),
+    );
+    let node = Node::start(rt.clone());
+    let p = pod("crash").container(container("app", IMAGE)).build();
+    node.pods.snapshot(vec![p.clone()]);
+    (rt, node, p)
+}
+
 fn uid(p: &Pod) -> String {
     p.metadata.uid.clone().unwrap_or_default()
 }
@@ -90,22 +103,15 @@ async fn a_pod_runs_and_reports_running() {
 
 #[tokio::test(start_paused = true)]
 async fn crash_loop_backs_off_10s_doubling() {
-    let rt = runtime();
-    rt.set_behavior(
-        ContainerMatch::container("crash", "app"),
-        ContainerBehavior::exit(1, Duration::from_secs(1)),
-    );
-    let node = Node::start(rt.clone());
-    let p = pod("crash").container(container("app", IMAGE)).build();
-    node.pods.snapshot(vec![p.clone()]);
+    let (rt, node, p) = crash_looping_pod();
 
     // Start times of each container instance, relative to the first.
     node.until(Duration::from_secs(200), "4 restarts", |n| {
-        n.runtime.containers_of("crash", "app").len() >= 5
+        n.runtime.container_instances_of("crash", "app").len() >= 5
     })
     .await;
     let mut starts: Vec<i64> = rt
-        .containers_of("crash", "app")
+        .container_instances_of("crash", "app")
         .iter()
         .map(|c| c.created_at)
         .collect();
@@ -134,21 +140,69 @@ async fn crash_loop_backs_off_10s_doubling() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn backoff_caps_at_five_minutes() {
-    let rt = runtime();
-    rt.set_behavior(
-        ContainerMatch::container("crash", "app"),
-        ContainerBehavior::exit(1, Duration::from_secs(1)),
+async fn dead_containers_beyond_the_newest_are_removed_with_their_logs() {
+    let (rt, node, p) = crash_looping_pod();
+    node.until(Duration::from_secs(30), "the first instance exited", |n| {
+        n.runtime
+            .container_instances_of("crash", "app")
+            .first()
+            .is_some_and(|c| c.state == ContainerState::Exited)
+    })
+    .await;
+    // The log the runtime would have written for it, and one rotation of it.
+    let first = rt.container_instances_of("crash", "app").remove(0);
+    assert!(!first.log_path.is_empty());
+    let log = std::path::PathBuf::from(&first.log_path);
+    std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
+    std::fs::write(&log, "x").expect("log");
+    let rotated = log.with_file_name(format!(
+        "{}.20260101-000000.gz",
+        log.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+    ));
+    std::fs::write(&rotated, "x").expect("rotated log");
+
+    node.until(Duration::from_secs(300), "five instances", |n| {
+        n.runtime.container_instances_of("crash", "app").len() >= 5
+    })
+    .await;
+    // Of five instances, the runtime keeps the newest dead one (and a running one, if any).
+    let kept = rt.containers_of("crash", "app");
+    let dead = kept
+        .iter()
+        .filter(|c| c.state != ContainerState::Running)
+        .count();
+    assert!(kept.len() <= 2 && dead <= 1, "{kept:?}");
+    assert!(kept.iter().all(|c| c.id != first.id));
+    assert!(
+        !log.exists() && !rotated.exists(),
+        "the first instance's logs are removed"
     );
-    let node = Node::start(rt.clone());
-    let p = pod("crash").container(container("app", IMAGE)).build();
-    node.pods.snapshot(vec![p.clone()]);
+    // The status still counts every restart and shows the last termination.
+    node.until(Duration::from_secs(60), "restart count 4", |n| {
+        n.restart_count(&uid(&p), "app").unwrap_or(0) >= 4
+    })
+    .await;
+    let status = node.reporter.last_pod_status(&uid(&p)).expect("status");
+    let app = &status.container_statuses.expect("statuses")[0];
+    assert!(
+        app.last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 1),
+        "{app:?}"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_caps_at_five_minutes() {
+    let (rt, node, _) = crash_looping_pod();
     node.until(Duration::from_secs(3600), "9 instances", |n| {
-        n.runtime.containers_of("crash", "app").len() >= 9
+        n.runtime.container_instances_of("crash", "app").len() >= 9
     })
     .await;
     let mut starts: Vec<i64> = rt
-        .containers_of("crash", "app")
+        .container_instances_of("crash", "app")
         .iter()
         .map(|c| c.created_at)
         .collect();
@@ -183,7 +237,11 @@ async fn restart_policy_never_ends_in_succeeded_or_failed() {
         })
         .await;
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(rt.containers_of("job", "app").len(), 1, "never restarted");
+        assert_eq!(
+            rt.container_instances_of("job", "app").len(),
+            1,
+            "never restarted"
+        );
         assert_eq!(node.phase(&uid(&p)).as_deref(), Some(phase));
         // The finished pod's sandbox is stopped, its container kept for its logs.
         assert!(rt.running_containers().is_empty());
@@ -221,7 +279,7 @@ async fn on_failure_restarts_failures_only() {
         n.phase(&uid(&p)).as_deref() == Some("Succeeded")
     })
     .await;
-    assert_eq!(rt.containers_of("retry", "app").len(), 3);
+    assert_eq!(rt.container_instances_of("retry", "app").len(), 3);
     assert_eq!(node.restart_count(&uid(&p), "app"), Some(2));
     node.shutdown().await;
 }
@@ -252,8 +310,8 @@ async fn init_containers_run_one_at_a_time_in_order() {
         .map(|c| c.target.rsplit('/').next().unwrap_or_default().to_string())
         .collect();
     assert_eq!(created, vec!["init-1", "init-2", "app"]);
-    let i1 = &rt.containers_of("ordered", "init-1")[0];
-    let i2 = &rt.containers_of("ordered", "init-2")[0];
+    let i1 = &rt.container_instances_of("ordered", "init-1")[0];
+    let i2 = &rt.container_instances_of("ordered", "init-2")[0];
     let i1 = rt_status(&rt, &i1.id).await;
     let i2 = rt_status(&rt, &i2.id).await;
     assert!(
@@ -287,10 +345,10 @@ async fn a_failed_init_container_fails_the_pod_under_never() {
     })
     .await;
     assert!(
-        rt.containers_of("bad-init", "app").is_empty(),
+        rt.container_instances_of("bad-init", "app").is_empty(),
         "app never starts"
     );
-    assert_eq!(rt.containers_of("bad-init", "init").len(), 1);
+    assert_eq!(rt.container_instances_of("bad-init", "init").len(), 1);
     node.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 #![cfg(feature = "server")]
-//! `/stats/summary` and `/metrics/resource` on the secure routes (behind the `stats` and
-//! `metrics` subresources) and on the read-only port, from a provider of the test's own: the
-//! seam an embedder plugs its runtime's numbers into.
+//! `/stats/summary`, `/metrics/resource` and `/metrics/cadvisor` on the secure routes (behind
+//! the `stats` and `metrics` subresources) and on the read-only port, from a provider of the
+//! test's own: the seam an embedder plugs its runtime's numbers into.
 
 use std::sync::Arc;
 
@@ -212,6 +212,55 @@ async fn resource_metrics_behind_the_metrics_subresource() {
 }
 
 #[tokio::test]
+async fn cadvisor_metrics_behind_the_metrics_subresource() {
+    // The embedder's provider implements `summary` only: the default `cadvisor` derives the
+    // per-container series from it.
+    let metrics = router(Arc::new(Fixed(Some(Arc::new(summary())))), "metrics");
+    let (status, content_type, body) = get(&metrics, "/metrics/cadvisor", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    for expected in [
+        "# TYPE container_cpu_usage_seconds_total counter",
+        "# TYPE container_memory_working_set_bytes gauge",
+        "container_memory_working_set_bytes{container=\"app\",id=\"/pods/u1/app\",image=\"\",name=\"\",namespace=\"default\",pod=\"web\"} 67108864.0 1700000000000",
+        "container_cpu_usage_seconds_total{container=\"\",cpu=\"total\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\"} 12.0 1700000000000",
+        "container_scrape_error 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{body}"
+        );
+    }
+    let (_, content_type, body) = get(
+        &metrics,
+        "/metrics/cadvisor",
+        Some("application/openmetrics-text;version=1.0.0"),
+    )
+    .await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    let stats_only = router(Arc::new(Fixed(Some(Arc::new(summary())))), "stats");
+    let (status, _, body) = get(&stats_only, "/metrics/cadvisor", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("subresource(s)=[metrics]"), "{body}");
+
+    let failing = router(Arc::new(Fixed(None)), "metrics");
+    let (status, _, body) = get(&failing, "/metrics/cadvisor", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.lines().any(|l| l == "container_scrape_error 1"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn read_only_port_serves_stats() {
     let server = ReadOnlyServer::bind("127.0.0.1:0".parse().expect("addr"), handles())
         .await
@@ -231,6 +280,12 @@ async fn read_only_port_serves_stats() {
     assert!(
         metrics.contains("# TYPE pod_cpu_usage_seconds_total counter"),
         "{metrics}"
+    );
+    let (status, cadvisor) = http_get(addr, "/metrics/cadvisor").await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        cadvisor.contains("# TYPE container_memory_working_set_bytes gauge"),
+        "{cadvisor}"
     );
     let (status, _) = http_get(addr, "/healthz").await;
     assert!(status.contains(" 200 "), "the other routes stay: {status}");

@@ -129,6 +129,8 @@ impl Node {
             .volume_plugin(Arc::new(EmptyDirPlugin::with_mounter(Arc::new(
                 mounter.clone(),
             ))))
+            // subPath bind mounts too.
+            .mounter(Arc::new(mounter.clone()))
             .build()
             .expect("kubelet");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -305,9 +307,15 @@ async fn volumes_reach_the_runtime_as_mounts_and_memory_ones_are_tmpfs_until_the
     assert!(!m.readonly);
     let m = mount_of(&config, "/scratch");
     assert!(m.readonly, "readOnly reaches the runtime");
+    // A subPath reaches the runtime as its bind mount below the pod directory (volume,
+    // container, index of the mount), of the directory it names in the volume.
     let m = mount_of(&config, "/logs");
     let logs = std::fs::canonicalize(scratch.join("logs/web-0")).expect("subPathExpr made");
-    assert_eq!(Path::new(&m.host_path), logs);
+    let bind = node
+        .pod_dir("uid-web")
+        .join("volume-subpaths/scratch/app/2");
+    assert_eq!(Path::new(&m.host_path), bind);
+    assert_eq!(node.mounter.binds().get(&bind), Some(&logs));
     let m = mount_of(&config, "/host");
     assert_eq!(m.propagation, MountPropagation::HostToContainer);
     assert!(made.is_dir(), "DirectoryOrCreate");
@@ -343,9 +351,11 @@ async fn volumes_reach_the_runtime_as_mounts_and_memory_ones_are_tmpfs_until_the
     .await;
     let mut unmounted = node.mounter.unmounted();
     unmounted.sort();
-    let mut want = vec![shm.clone(), creds.clone(), info.clone()];
+    let mut want = vec![shm.clone(), creds.clone(), info.clone(), bind.clone()];
     want.sort();
     assert_eq!(unmounted, want);
+    assert!(node.mounter.binds().is_empty(), "subPath binds unmounted");
+    assert!(!node.pod_dir("uid-web").join("volume-subpaths").exists());
     node.until(
         Duration::from_secs(60),
         "volume directories removed",
@@ -516,7 +526,10 @@ async fn a_pod_removed_while_the_kubelet_was_down_has_its_tmpfs_unmounted_at_res
     let p = pod(
         "gone",
         json!({
-            "containers": [app(json!([{"name": "shm", "mountPath": "/shm"}]), json!({}))],
+            "containers": [app(json!([
+                {"name": "shm", "mountPath": "/shm"},
+                {"name": "shm", "mountPath": "/sub", "subPath": "sub"}
+            ]), json!({}))],
             "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]
         }),
     );
@@ -528,10 +541,13 @@ async fn a_pod_removed_while_the_kubelet_was_down_has_its_tmpfs_unmounted_at_res
     let shm = node
         .pod_dir("uid-gone")
         .join("volumes/kubernetes.io~empty-dir/shm");
+    let bind = node.pod_dir("uid-gone").join("volume-subpaths/shm/app/1");
     // No memory limit on the pod: the node's allocatable memory.
     assert_eq!(node.mounter.mounts().get(&shm), Some(&Some(1 << 30)));
+    assert!(node.mounter.binds().contains_key(&bind));
     let left = node.stop_keeping().await;
-    // The kubelet comes back to a node where the pod is no longer wanted.
+    // The kubelet comes back to a node where the pod is no longer wanted: the orphan's
+    // subPath bind goes first, then its tmpfs.
     let node = Node::start_on(left);
     node.pods.snapshot(vec![]);
     node.until(
@@ -540,11 +556,12 @@ async fn a_pod_removed_while_the_kubelet_was_down_has_its_tmpfs_unmounted_at_res
         |n| n.mounter.mounts().is_empty(),
     )
     .await;
-    assert_eq!(node.mounter.unmounted(), vec![shm.clone()]);
+    assert_eq!(node.mounter.unmounted(), vec![bind.clone(), shm.clone()]);
+    assert!(node.mounter.binds().is_empty());
     node.until(
         Duration::from_secs(60),
         "the orphan's volume removed",
-        |_| !shm.exists(),
+        |_| !shm.exists() && !bind.exists(),
     )
     .await;
     node.shutdown().await;

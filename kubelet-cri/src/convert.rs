@@ -164,7 +164,15 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
                 ..Default::default()
             })
             .collect(),
-        devices: Vec::new(),
+        devices: config
+            .devices
+            .iter()
+            .map(|d| cri::Device {
+                container_path: d.container_path.clone(),
+                host_path: d.host_path.clone(),
+                permissions: d.permissions.clone(),
+            })
+            .collect(),
         labels: to_hash_map(&config.labels),
         annotations: to_hash_map(&config.annotations),
         log_path: config.log_path.clone(),
@@ -404,6 +412,58 @@ pub fn container_stats(stats: cri::ContainerStats) -> core::ContainerStats {
     }
 }
 
+/// Pod sandbox stats (the Linux part; a Windows sandbox has none of these numbers).
+pub fn pod_sandbox_stats(stats: cri::PodSandboxStats) -> core::PodSandboxStats {
+    let attrs = stats.attributes.unwrap_or_default();
+    let linux = stats.linux.unwrap_or_default();
+    let cpu = linux.cpu;
+    let memory = linux.memory;
+    let timestamp = cpu
+        .as_ref()
+        .map(|c| c.timestamp)
+        .filter(|t| *t > 0)
+        .or_else(|| memory.as_ref().map(|m| m.timestamp))
+        .unwrap_or_default();
+    let value = |v: Option<cri::UInt64Value>| v.map(|v| v.value);
+    let interface = |i: cri::NetworkInterfaceUsage| core::InterfaceUsage {
+        name: i.name,
+        rx_bytes: value(i.rx_bytes),
+        rx_errors: value(i.rx_errors),
+        tx_bytes: value(i.tx_bytes),
+        tx_errors: value(i.tx_errors),
+    };
+    let network = linux
+        .network
+        .map(|n| {
+            n.default_interface
+                .into_iter()
+                .chain(n.interfaces)
+                .map(interface)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (working_set, usage, rss) = match memory {
+        Some(m) => (
+            value(m.working_set_bytes),
+            value(m.usage_bytes),
+            value(m.rss_bytes),
+        ),
+        None => (None, None, None),
+    };
+    core::PodSandboxStats {
+        id: attrs.id,
+        metadata: sandbox_metadata(attrs.metadata),
+        timestamp,
+        cpu_usage_core_nanoseconds: cpu.and_then(|c| value(c.usage_core_nano_seconds)),
+        memory_working_set_bytes: working_set,
+        memory_usage_bytes: usage,
+        memory_rss_bytes: rss,
+        network,
+        process_count: linux.process.and_then(|p| value(p.process_count)),
+        containers: linux.containers.into_iter().map(container_stats).collect(),
+    }
+}
+
 /// The label selector for a list filter.
 pub fn label_selector(filter: &core::ListFilter) -> HashMap<String, String> {
     filter
@@ -628,6 +688,11 @@ mod tests {
                     propagation: core::MountPropagation::Bidirectional,
                 },
             ],
+            devices: vec![core::Device {
+                container_path: "/dev/xvda".into(),
+                host_path: "/var/lib/kubelet/pods/u/volumeDevices/kubernetes.io~csi/pv".into(),
+                permissions: "mrw".into(),
+            }],
             labels: BTreeMap::from([("io.kubernetes.container.name".into(), "app".into())]),
             annotations: BTreeMap::from([("io.kubernetes.container.hash".into(), "abc".into())]),
             log_path: "app/3.log".into(),
@@ -690,6 +755,14 @@ mod tests {
         assert_eq!(
             c.mounts[1].propagation,
             cri::MountPropagation::PropagationBidirectional as i32
+        );
+        assert_eq!(
+            c.devices,
+            [cri::Device {
+                container_path: "/dev/xvda".into(),
+                host_path: "/var/lib/kubelet/pods/u/volumeDevices/kubernetes.io~csi/pv".into(),
+                permissions: "mrw".into(),
+            }]
         );
         assert_eq!(c.labels["io.kubernetes.container.name"], "app");
         assert_eq!(c.annotations["io.kubernetes.container.hash"], "abc");
@@ -860,6 +933,74 @@ mod tests {
         assert_eq!(container_state(99), core::ContainerState::Unknown);
         assert_eq!(sandbox_state(0), core::SandboxState::Ready);
         assert_eq!(sandbox_state(1), core::SandboxState::NotReady);
+    }
+
+    #[test]
+    fn sandbox_stats_map() {
+        let v = |value| Some(cri::UInt64Value { value });
+        let stats = cri::PodSandboxStats {
+            attributes: Some(cri::PodSandboxAttributes {
+                id: "sb".into(),
+                metadata: Some(cri::PodSandboxMetadata {
+                    name: "web".into(),
+                    uid: "u".into(),
+                    namespace: "ns".into(),
+                    attempt: 1,
+                }),
+                ..Default::default()
+            }),
+            linux: Some(cri::LinuxPodSandboxStats {
+                cpu: Some(cri::CpuUsage {
+                    timestamp: 5,
+                    usage_core_nano_seconds: v(100),
+                    usage_nano_cores: None,
+                }),
+                memory: Some(cri::MemoryUsage {
+                    timestamp: 5,
+                    working_set_bytes: v(64),
+                    usage_bytes: v(70),
+                    rss_bytes: v(60),
+                    ..Default::default()
+                }),
+                network: Some(cri::NetworkUsage {
+                    timestamp: 5,
+                    default_interface: Some(cri::NetworkInterfaceUsage {
+                        name: "eth0".into(),
+                        rx_bytes: v(1000),
+                        rx_errors: v(1),
+                        tx_bytes: v(2000),
+                        tx_errors: v(2),
+                    }),
+                    interfaces: vec![cri::NetworkInterfaceUsage {
+                        name: "eth1".into(),
+                        rx_bytes: v(3),
+                        ..Default::default()
+                    }],
+                }),
+                process: Some(cri::ProcessUsage {
+                    timestamp: 5,
+                    process_count: v(3),
+                }),
+                containers: vec![],
+            }),
+            windows: None,
+        };
+        let s = pod_sandbox_stats(stats);
+        assert_eq!((s.id.as_str(), s.metadata.uid.as_str()), ("sb", "u"));
+        assert_eq!(s.timestamp, 5);
+        assert_eq!(s.cpu_usage_core_nanoseconds, Some(100));
+        assert_eq!(
+            (
+                s.memory_working_set_bytes,
+                s.memory_usage_bytes,
+                s.memory_rss_bytes
+            ),
+            (Some(64), Some(70), Some(60))
+        );
+        let names: Vec<&str> = s.network.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"], "the default interface first");
+        assert_eq!(s.network[0].tx_errors, Some(2));
+        assert_eq!(s.process_count, Some(3));
     }
 
     #[test]

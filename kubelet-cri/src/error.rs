@@ -75,8 +75,13 @@ pub fn pull_status_to_error(image: &str, status: &tonic::Status) -> RuntimeError
     }
 }
 
+/// The call and its object, then the status as gRPC-Go prints it, which is what the
+/// reference's events and statuses show of a runtime error.
 fn describe(op: &str, object: &str, status: &tonic::Status) -> String {
-    format!("{op} {object}: {:?}: {}", status.code(), status.message())
+    format!(
+        "{op} {object}: {}",
+        kubelet_core::error::grpc_status_text(status.code(), status.message())
+    )
 }
 
 fn is_not_found_message(message: &str) -> bool {
@@ -135,7 +140,9 @@ mod tests {
         let err = status_to_error("StopContainer", "container abc", &Status::internal("boom"));
         assert_eq!(
             err,
-            RuntimeError::Other("StopContainer container abc: Internal: boom".into())
+            RuntimeError::Other(
+                "StopContainer container abc: rpc error: code = Internal desc = boom".into()
+            )
         );
     }
 

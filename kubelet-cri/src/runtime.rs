@@ -11,9 +11,9 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use kubelet_core::RuntimeError;
 use kubelet_core::runtime::{
-    AuthConfig, ContainerConfig, ContainerStats, ContainerStatus, ExecResult, ImageInfo,
-    ListFilter, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult,
-    RuntimeStatus, RuntimeVersion, StreamOptions,
+    AuthConfig, ContainerConfig, ContainerStats, ContainerStatus, ExecResult, ImageFsInfo,
+    ImageInfo, ListFilter, PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeCondition,
+    RuntimeResult, RuntimeStatus, RuntimeVersion, StreamOptions,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -584,6 +584,26 @@ impl Runtime for CriRuntime {
         Ok(resp.images.into_iter().map(convert::image_info).collect())
     }
 
+    async fn image_fs_info(&self) -> RuntimeResult<Vec<ImageFsInfo>> {
+        let mut client = self.images.clone();
+        let resp = call(
+            "ImageFsInfo",
+            "images",
+            self.timeout(),
+            client.image_fs_info(request(cri::ImageFsInfoRequest {}, self.timeout())),
+        )
+        .await?;
+        Ok(resp
+            .image_filesystems
+            .into_iter()
+            .map(|fs| ImageFsInfo {
+                mountpoint: fs.fs_id.map(|id| id.mountpoint).unwrap_or_default(),
+                used_bytes: fs.used_bytes.map(|v| v.value),
+                inodes_used: fs.inodes_used.map(|v| v.value),
+            })
+            .collect())
+    }
+
     async fn remove_image(&self, image: &str) -> RuntimeResult<()> {
         let mut client = self.images.clone();
         let req = cri::RemoveImageRequest {
@@ -738,6 +758,27 @@ impl Runtime for CriRuntime {
             .stats
             .into_iter()
             .map(convert::container_stats)
+            .collect())
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+    ) -> RuntimeResult<Vec<kubelet_core::runtime::PodSandboxStats>> {
+        let mut client = self.runtime.clone();
+        let req = cri::ListPodSandboxStatsRequest { filter: None };
+        // A runtime without it (containerd before 1.7) answers Unimplemented, which
+        // becomes RuntimeError::Unsupported.
+        let resp = call(
+            "ListPodSandboxStats",
+            "pod sandboxes",
+            self.timeout(),
+            client.list_pod_sandbox_stats(request(req, self.timeout())),
+        )
+        .await?;
+        Ok(resp
+            .stats
+            .into_iter()
+            .map(convert::pod_sandbox_stats)
             .collect())
     }
 }

@@ -42,8 +42,25 @@ use crate::{CriOptions, CriRuntime};
 
 /// The busybox image imported into every test containerd.
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:local";
+/// The busybox image whose configuration sets a numeric non-root user (`1000:1000`): the
+/// runtime reports it as the image's uid.
+pub const BUSYBOX_NONROOT_IMAGE: &str = "docker.io/library/busybox:nonroot";
+/// The busybox image whose configuration names its user (`nobody`, in its `/etc/passwd`):
+/// the runtime reports it as the image's username.
+pub const BUSYBOX_NAMED_USER_IMAGE: &str = "docker.io/library/busybox:nobody";
 /// The pause image sandboxes use.
 pub const PAUSE_IMAGE: &str = "localhost/pause:local";
+/// A runtime handler the test containerd has besides the default `runc` (runc as well),
+/// for pods whose RuntimeClass names another handler.
+pub const TEST_RUNTIME_HANDLER: &str = "test-handler";
+/// The image tarballs `scripts/build-images.sh` writes, all imported into every test
+/// containerd.
+const IMAGE_TARBALLS: [&str; 4] = [
+    "pause.tar",
+    "busybox.tar",
+    "busybox-nonroot.tar",
+    "busybox-nobody.tar",
+];
 /// The bridge the test network uses. Not `cni0`, so that a standalone containerd
 /// (`scripts/containerd.sh`, which uses `cni0`) can run beside the tests.
 pub const BRIDGE: &str = "kcri0";
@@ -361,6 +378,53 @@ impl TestContainerd {
         &self.containerd_log
     }
 
+    /// The runtime handler a sandbox was created with, as containerd reports it in CRI
+    /// `PodSandboxStatus` (the status field, else the verbose info's `runtimeHandler`): what
+    /// [`kubelet_core::Runtime`] does not carry.
+    pub async fn sandbox_runtime_handler(&self, sandbox_id: &str) -> Result<String, TestEnvError> {
+        use k8s_cri::v1 as cri;
+        let failed = |message: String| TestEnvError::Command {
+            command: format!("PodSandboxStatus {sandbox_id}"),
+            message,
+        };
+        let socket = self.socket.clone();
+        let channel = tonic::transport::Endpoint::from_static("http://cri.local")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let socket = socket.clone();
+                async move {
+                    Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(socket).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut client = cri::runtime_service_client::RuntimeServiceClient::new(channel);
+        let resp = client
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.to_string(),
+                verbose: true,
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .into_inner();
+        let status = resp
+            .status
+            .ok_or_else(|| failed("no status in the answer".into()))?;
+        if !status.runtime_handler.is_empty() {
+            return Ok(status.runtime_handler);
+        }
+        let info: serde_json::Value = resp
+            .info
+            .get("info")
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default();
+        Ok(info["runtimeHandler"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// A [`CriRuntime`] connected to this containerd, with a short request timeout.
     ///
     /// # Panics
@@ -444,8 +508,8 @@ fn acquire_host_lock() -> Result<File, TestEnvError> {
     }
 }
 
-/// The directory holding `busybox.tar` and `pause.tar`, built once per script version and
-/// reused by later test processes.
+/// The directory holding the image tarballs ([`IMAGE_TARBALLS`]), built once per script
+/// version and reused by later test processes.
 pub(crate) fn image_dir() -> Result<PathBuf, TestEnvError> {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     if let Some(dir) = BUILT.get() {
@@ -457,8 +521,7 @@ pub(crate) fn image_dir() -> Result<PathBuf, TestEnvError> {
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let script = dir.join("build-images.sh");
     let fresh = fs::read_to_string(&script).is_ok_and(|s| s == BUILD_IMAGES_SCRIPT)
-        && dir.join("busybox.tar").is_file()
-        && dir.join("pause.tar").is_file();
+        && IMAGE_TARBALLS.iter().all(|name| dir.join(name).is_file());
     if !fresh {
         fs::write(&script, BUILD_IMAGES_SCRIPT).map_err(io_err(&script))?;
         run("sh", &[script.as_os_str(), dir.as_os_str()])?;
@@ -468,7 +531,7 @@ pub(crate) fn image_dir() -> Result<PathBuf, TestEnvError> {
 }
 
 fn import_images(socket: &Path, images: &Path) -> Result<(), TestEnvError> {
-    for name in ["pause.tar", "busybox.tar"] {
+    for name in IMAGE_TARBALLS {
         let tar = images.join(name);
         run(
             "ctr",
@@ -922,6 +985,15 @@ mod tests {
         }
         assert!(config.contains("restrict_oom_score_adj = true"));
         assert!(config.contains(&format!("sandbox_image = \"{PAUSE_IMAGE}\"")));
+        assert!(config.contains(&format!("containerd.runtimes.{TEST_RUNTIME_HANDLER}]")));
+        // Every tarball the harness imports is one the script builds.
+        for name in IMAGE_TARBALLS {
+            let stem = name.trim_end_matches(".tar");
+            assert!(
+                BUILD_IMAGES_SCRIPT.contains(&format!("\nbuild_image {stem} ")),
+                "{name}"
+            );
+        }
         let v: serde_json::Value = serde_json::from_str(&conflist).unwrap();
         assert_eq!(v["cniVersion"], "0.4.0");
         assert_eq!(v["plugins"][0]["bridge"], BRIDGE);

@@ -414,6 +414,37 @@ async fn images_status_list_and_failed_pull() {
 }
 
 #[tokio::test]
+async fn image_fs_info_names_a_mounted_directory_and_image_removal_by_id() {
+    let Some(env) = TestContainerd::start().await else {
+        return;
+    };
+    let rt = env.runtime().await;
+    let filesystems = rt.image_fs_info().await.unwrap();
+    let fs = filesystems.first().expect("one image filesystem");
+    // containerd's snapshotter directory below its own root: image GC statfs's it.
+    assert!(
+        std::path::Path::new(&fs.mountpoint).is_dir(),
+        "{filesystems:?}"
+    );
+    // containerd measures its snapshots in the background: a number, possibly 0 this early.
+    assert!(fs.used_bytes.is_some(), "{filesystems:?}");
+
+    // Image GC removes by image ID.
+    let nonroot = rt
+        .image_status(kubelet_cri::testing::BUSYBOX_NONROOT_IMAGE)
+        .await
+        .unwrap()
+        .expect("imported");
+    rt.remove_image(&nonroot.id).await.unwrap();
+    assert_eq!(
+        rt.image_status(kubelet_cri::testing::BUSYBOX_NONROOT_IMAGE)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn list_filters_by_pod_uid() {
     let Some(env) = TestContainerd::start().await else {
         return;

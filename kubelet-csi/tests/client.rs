@@ -29,6 +29,8 @@ async fn start(tmp: &Path) -> Fixture {
     let root = tmp.to_path_buf();
     let mut options = HostPathOptions::new(DRIVER, "node-a", root.join("driver-state"));
     options.max_volumes_per_node = 10;
+    // A driver without block volumes: its refusal is one of the codes checked below.
+    options.block = false;
     options.topology = BTreeMap::from([("topology.hostpath.test/node".into(), "node-a".into())]);
     let driver = HostPathDriver::new(options);
     let server = driver
@@ -269,7 +271,7 @@ async fn grpc_codes_map_to_final_or_uncertain() {
     f.driver.clear("NodeStageVolume");
     f.driver.clear("NodePublishVolume");
 
-    // The driver's own refusals: publish before stage, a block volume.
+    // The driver's own refusals: publish before stage, a block volume (not offered).
     let err = f
         .client
         .node_publish_volume(publish_request("vol-2", &staging, &target, false))

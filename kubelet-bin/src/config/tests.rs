@@ -625,3 +625,170 @@ fn resolv_conf_and_seccomp_default_from_file_and_flags() {
     assert_eq!(s.resolv_conf, "", "the flag wins, and empty means none");
     assert!(!s.seccomp_default);
 }
+
+#[test]
+fn pod_cgroup_settings_from_file_and_flags() {
+    // The reference's defaults: per-QoS cgroups, `pods` enforced, no pids limit.
+    let s = resolve(&[], None).unwrap();
+    assert!(s.cgroups_per_qos);
+    assert!(s.enforce_node_allocatable_pods);
+    assert_eq!(s.pod_pids_limit, -1);
+
+    let text = format!(
+        "{}cgroupsPerQOS: true\nenforceNodeAllocatable: [none]\npodPidsLimit: 1024\n",
+        header(KIND)
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert!(s.cgroups_per_qos);
+    assert!(!s.enforce_node_allocatable_pods);
+    assert_eq!(s.pod_pids_limit, 1024);
+
+    // Flags win over the file.
+    let s = resolve(
+        &["--pod-max-pids=-1", "--enforce-node-allocatable=pods"],
+        Some(&text),
+    )
+    .unwrap();
+    assert_eq!(s.pod_pids_limit, -1);
+    assert!(s.enforce_node_allocatable_pods);
+    let s = resolve(
+        &["--cgroups-per-qos=false", "--enforce-node-allocatable="],
+        None,
+    )
+    .unwrap();
+    assert!(!s.cgroups_per_qos);
+    assert!(!s.enforce_node_allocatable_pods);
+
+    let cases: &[(&[&str], Option<String>, &str)] = &[
+        (
+            &["--cgroups-per-qos=false"],
+            None,
+            "default enforceNodeAllocatable: enforcing node allocatable on pods needs cgroupsPerQOS",
+        ),
+        (
+            &["--enforce-node-allocatable=pods,none"],
+            None,
+            "flag --enforce-node-allocatable: may not contain additional enforcements",
+        ),
+        (
+            &[],
+            Some(format!("{}enforceNodeAllocatable: [pod]\n", header(KIND))),
+            "field \"enforceNodeAllocatable\" in config file /etc/kubelet/config.yaml: invalid option \"pod\"",
+        ),
+        (
+            &["--enforce-node-allocatable=pods,system-reserved"],
+            None,
+            "\"system-reserved\" is not supported by this kubelet",
+        ),
+        (
+            &[],
+            Some(format!("{}podPidsLimit: lots\n", header(KIND))),
+            "field \"podPidsLimit\" in config file /etc/kubelet/config.yaml: invalid type",
+        ),
+    ];
+    for (args, text, want) in cases {
+        let err = resolve(args, text.as_deref()).unwrap_err().to_string();
+        assert!(err.contains(want), "{args:?} {text:?}: {err}");
+    }
+}
+
+#[test]
+fn image_gc_settings_from_file_and_flags() {
+    let s = resolve(&[], None).unwrap();
+    assert_eq!(s.image_gc.high_threshold_percent, 85);
+    assert_eq!(s.image_gc.low_threshold_percent, 80);
+    assert_eq!(s.image_gc.min_age, Duration::from_secs(120));
+    assert_eq!(s.image_gc.period, Duration::from_secs(300));
+    assert_eq!(
+        s.image_gc.sandbox_image.as_deref(),
+        Some("registry.k8s.io/pause:3.10")
+    );
+
+    let text = format!(
+        "{}imageGCHighThresholdPercent: 90\nimageGCLowThresholdPercent: 70\nimageMinimumGCAge: 5m\n",
+        header(KIND)
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(
+        (
+            s.image_gc.high_threshold_percent,
+            s.image_gc.low_threshold_percent,
+            s.image_gc.min_age
+        ),
+        (90, 70, Duration::from_secs(300))
+    );
+
+    // Flags win; a minimum age of 0 is allowed; 100 is a valid high threshold (GC off).
+    let s = resolve(
+        &[
+            "--image-gc-high-threshold=100",
+            "--image-gc-low-threshold",
+            "0",
+            "--minimum-image-ttl-duration=0s",
+            "--pod-infra-container-image=localhost/pause:local",
+        ],
+        Some(&text),
+    )
+    .unwrap();
+    assert_eq!(s.image_gc.high_threshold_percent, 100);
+    assert_eq!(s.image_gc.low_threshold_percent, 0);
+    assert_eq!(s.image_gc.min_age, Duration::ZERO);
+    assert!(!s.image_gc.enabled());
+    assert_eq!(
+        s.image_gc.sandbox_image.as_deref(),
+        Some("localhost/pause:local")
+    );
+}
+
+#[test]
+fn image_gc_settings_are_validated_as_the_reference() {
+    let err = resolve(&["--image-gc-high-threshold=101"], None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "flag --image-gc-high-threshold: invalid configuration: imageGCHighThresholdPercent \
+         (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive"
+    );
+    let text = format!("{}imageGCLowThresholdPercent: -1\n", header(KIND));
+    let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+    assert!(
+        err.contains("field \"imageGCLowThresholdPercent\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "imageGCLowThresholdPercent (--image-gc-low-threshold) -1 must be between 0 and 100, \
+             inclusive"
+        ),
+        "{err}"
+    );
+    // Low must be below high, equal included.
+    for (high, low) in [("80", "80"), ("50", "60")] {
+        let err = resolve(
+            &[
+                &format!("--image-gc-high-threshold={high}"),
+                &format!("--image-gc-low-threshold={low}"),
+            ],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.ends_with(&format!(
+                "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) \
+                 {low} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) \
+                 {high}"
+            )),
+            "{err}"
+        );
+    }
+    let text = format!("{}imageMinimumGCAge: 2 minutes\n", header(KIND));
+    let err = resolve(&[], Some(&text)).unwrap_err().to_string();
+    assert!(err.contains("field \"imageMinimumGCAge\""), "{err}");
+    // imageMaximumGCAge stays unimplemented: refused by name.
+    let err = file(&format!("{}imageMaximumGCAge: 1h\n", header(KIND))).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::UnsupportedField { field, .. } if field == "imageMaximumGCAge")
+    );
+}

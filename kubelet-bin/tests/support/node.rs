@@ -108,13 +108,24 @@ impl TestNode {
         Some(node)
     }
 
+    /// Replace the flags added to the kubelet's command line, from its next start on.
+    pub fn set_extra_args(&mut self, extra_args: Vec<String>) {
+        self.extra_args = extra_args;
+    }
+
     /// Start the kubelet binary (again), with the same flags every time, and wait until its
     /// `/healthz` is ok.
     pub async fn start_kubelet(&mut self) {
+        let log_path = self.log_path(self.starts + 1);
+        let log = fs::File::create(&log_path).expect("create kubelet log");
+        self.start_kubelet_logging_to(log.into()).await;
+    }
+
+    /// As [`TestNode::start_kubelet`], with the kubelet's stderr (its log) going to `stderr`
+    /// instead of the log file.
+    pub async fn start_kubelet_logging_to(&mut self, stderr: Stdio) {
         assert!(self.kubelet.is_none(), "the kubelet is running already");
         self.starts += 1;
-        let log_path = self.log_path(self.starts);
-        let log = fs::File::create(&log_path).expect("create kubelet log");
         let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
             .arg(format!(
                 "--config={}",
@@ -131,11 +142,16 @@ impl TestNode {
             ))
             .arg("--file-check-frequency=1s")
             .arg("--v=4")
+            // containerd's sandbox image here, which image GC must keep.
+            .arg(format!(
+                "--pod-infra-container-image={}",
+                kubelet_cri::testing::PAUSE_IMAGE
+            ))
             .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()
             .expect("spawn the kubelet binary");
         self.kubelet = Some(KubeletProcess { child });
@@ -147,12 +163,35 @@ impl TestNode {
         .await;
     }
 
+    /// SIGTERM the kubelet and wait up to `deadline` for it to exit: its exit status, or
+    /// `None` when it was still running (it is then killed).
+    pub fn terminate_kubelet(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut process = self.kubelet.take().expect("the kubelet is running");
+        let pid = nix::unistd::Pid::from_raw(process.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .expect("SIGTERM the kubelet");
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if let Some(status) = process.child.try_wait().expect("wait for the kubelet") {
+                return Some(status);
+            }
+            std::thread::sleep(POLL);
+        }
+        // Dropping the process kills and reaps it.
+        None
+    }
+
     /// SIGKILL the kubelet (no shutdown of its own) and reap it.
     pub fn kill_kubelet(&mut self) {
         let mut process = self.kubelet.take().expect("the kubelet is running");
         process.child.kill().expect("SIGKILL the kubelet");
         let status = process.child.wait().expect("reap the kubelet");
         assert!(!status.success(), "killed kubelet: {status}");
+    }
+
+    /// The test containerd under the kubelet.
+    pub fn containerd(&self) -> &TestContainerd {
+        &self.containerd
     }
 
     /// `<podLogsDir>` of the kubelet.
@@ -208,7 +247,12 @@ impl TestNode {
 
     /// A GET on the kubelet's healthz port: the body of a 200 answer, else an error.
     pub async fn try_get(&self, path: &str) -> Result<String, String> {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        self.try_get_port(self.port, path).await
+    }
+
+    /// A GET on another of the kubelet's plain HTTP ports (the read-only port).
+    pub async fn try_get_port(&self, port: u16, path: &str) -> Result<String, String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let path = path.to_string();
         tokio::task::spawn_blocking(move || http_get(addr, &path))
             .await
@@ -394,7 +438,7 @@ fn unmount_below(dir: &Path) {
 }
 
 /// A port nobody listens on now (bind port 0, read it, close).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }

@@ -315,9 +315,12 @@ impl PodObjects for PodObjectFetcher {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ObjectError> {
         self.get_secret(namespace, name).await.map_err(object_error)
     }
-    async fn services(&self) -> Result<Vec<k8s_openapi::api::core::v1::Service>, ObjectError> {
+    async fn services(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Service>, ObjectError> {
         match &self.services {
-            Some(cache) => cache.services().map_err(ObjectError::Unavailable),
+            Some(cache) => cache.services(namespace).map_err(ObjectError::Unavailable),
             None => Ok(Vec::new()),
         }
     }

@@ -61,14 +61,21 @@ impl ServiceCache {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// The Services known now; an error (the reference's words) before the first list.
-    pub fn services(&self) -> Result<Vec<Service>, String> {
+    /// The Services of `namespace` known now; an error (the reference's words) before the
+    /// first list.
+    pub fn services(&self, namespace: &str) -> Result<Vec<Service>, String> {
         if !self.has_synced() {
             return Err(
                 "services have not yet been read at least once, cannot construct envvars"
                     .to_string(),
             );
         }
-        Ok(self.store.state().iter().map(|s| (**s).clone()).collect())
+        Ok(self
+            .store
+            .state()
+            .iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+            .map(|s| (**s).clone())
+            .collect())
     }
 }

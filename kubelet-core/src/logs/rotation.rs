@@ -269,23 +269,26 @@ impl ContainerLogManager {
             return Ok(());
         }
         let log = PathBuf::from(&status.log_path);
-        tokio::task::spawn_blocking(move || {
-            for file in matching(&log, "")? {
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(RotationError::io("remove container log", &file)(e)),
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| RotationError::Io {
-            what: "clean logs of container",
-            path: PathBuf::from(container_id),
-            source: io::Error::other(e.to_string()),
-        })?
+        tokio::task::spawn_blocking(move || remove_log_files(&log))
+            .await
+            .map_err(|e| RotationError::Io {
+                what: "clean logs of container",
+                path: PathBuf::from(container_id),
+                source: io::Error::other(e.to_string()),
+            })?
     }
+}
+
+/// Remove a container's log file and its rotations (`<log>*`).
+pub(crate) fn remove_log_files(log: &Path) -> Result<(), RotationError> {
+    for file in matching(log, "")? {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RotationError::io("remove container log", &file)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// `path` with `suffix` appended to its file name.

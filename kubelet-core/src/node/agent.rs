@@ -19,6 +19,7 @@ use super::config::{NodeConfig, NodeConfigError};
 use super::machine::MachineInfo;
 use super::resources::NodeResources;
 use super::status::{Observed, StatusComputer, status_changed};
+use super::volumes_in_use::VolumesInUse;
 use crate::reporter::{EventType, KubeletEvent, NodeReporter};
 use crate::runtime::{Runtime, RuntimeVersion};
 
@@ -129,6 +130,7 @@ pub struct NodeAgent {
     reporter: Arc<dyn NodeReporter>,
     clock: WallClock,
     shared: Arc<Shared>,
+    volumes_in_use: Option<VolumesInUse>,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -136,6 +138,14 @@ impl std::fmt::Debug for NodeAgent {
         f.debug_struct("NodeAgent")
             .field("node", &self.computer.config().name)
             .finish_non_exhaustive()
+    }
+}
+
+/// Completes when the in-use volumes changed; never without a tracker.
+async fn volumes_changed(volumes: Option<&VolumesInUse>) {
+    match volumes {
+        Some(volumes) => volumes.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -169,7 +179,17 @@ impl NodeAgent {
             reporter,
             clock: WallClock::new(),
             shared: Arc::new(Shared::default()),
+            volumes_in_use: None,
         })
+    }
+
+    /// Report `volumes` in `status.volumesInUse`, a status soon after they change (not at
+    /// the next `nodeStatusUpdateFrequency` tick: the reference waits for the tick, which
+    /// delays every attachable mount by up to 10 s), and mark what the API server accepted
+    /// as reported. Without it `volumesInUse` stays empty.
+    pub fn with_volumes_in_use(mut self, volumes: VolumesInUse) -> Self {
+        self.volumes_in_use = Some(volumes);
+        self
     }
 
     /// A handle to inspect the agent while it runs.
@@ -229,6 +249,9 @@ impl NodeAgent {
                     }
                 }
                 _ = status_tick.tick() => self.update_status(&mut state).await,
+                () = volumes_changed(self.volumes_in_use.as_ref()) => {
+                    self.update_status(&mut state).await;
+                }
             }
         }
     }
@@ -260,6 +283,11 @@ impl NodeAgent {
             not_ready: state.health.not_ready_message(Instant::now()),
             pressure: self.shared.lock().pressure,
             images,
+            volumes_in_use: self
+                .volumes_in_use
+                .as_ref()
+                .map(VolumesInUse::list)
+                .unwrap_or_default(),
         }
     }
 
@@ -310,6 +338,10 @@ impl NodeAgent {
             .as_ref()
             .is_none_or(|base| status_changed(base, &status));
         if !report_due && !changed {
+            // The server holds what we sent last: its volumes count as reported (the
+            // reference's `markVolumesFromNode`), e.g. a volume unmarked and marked again
+            // in between.
+            self.mark_reported(state.base.as_ref());
             return;
         }
         match self.reporter.update_node_status(self.name(), &status).await {
@@ -317,12 +349,23 @@ impl NodeAgent {
                 debug!(node = %self.name(), changed, "node status sent");
                 self.record_events(&events).await;
                 self.shared.lock().last_sent = Some((status.clone(), now));
+                self.mark_reported(Some(&status));
                 state.ready_sent |= observed.not_ready.is_none();
                 state.base = Some(status);
                 state.last_sent_at = Some(now);
             }
             // The next tick computes and tries again.
             Err(err) => warn!(node = %self.name(), error = %err, "updating node status failed"),
+        }
+    }
+
+    /// The volumes of `accepted` (a status the API server holds) count as reported.
+    fn mark_reported(&self, accepted: Option<&NodeStatus>) {
+        if let Some(volumes) = &self.volumes_in_use {
+            let sent = accepted
+                .and_then(|s| s.volumes_in_use.as_deref())
+                .unwrap_or_default();
+            volumes.mark_reported(sent);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod machine;
 pub mod resources;
 pub mod status;
+mod volumes_in_use;
 
 pub use agent::{
     LEASE_INITIAL_BACKOFF, LEASE_MAX_BACKOFF, NodeAgent, NodeStatusHandle,
@@ -19,3 +20,4 @@ pub use conditions::NodePressure;
 pub use config::{EvictionSignal, EvictionThreshold, NodeConfig, NodeConfigError, ThresholdValue};
 pub use machine::{HugePages, MachineInfo, MachineReader};
 pub use resources::NodeResources;
+pub use volumes_in_use::VolumesInUse;

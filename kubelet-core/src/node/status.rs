@@ -35,6 +35,8 @@ pub struct Observed {
     pub pressure: NodePressure,
     /// The runtime's images, when listed.
     pub images: Option<Vec<ImageInfo>>,
+    /// The attachable volumes in use, sorted and unique (`volumesInUse`; none when empty).
+    pub volumes_in_use: Vec<String>,
 }
 
 /// Computes node statuses for one node.
@@ -125,6 +127,8 @@ impl StatusComputer {
                 ..NodeSystemInfo::default()
             }),
             images,
+            volumes_in_use: (!observed.volumes_in_use.is_empty())
+                .then(|| observed.volumes_in_use.clone()),
             ..NodeStatus::default()
         };
         (status, events)

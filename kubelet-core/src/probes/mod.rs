@@ -92,16 +92,99 @@ pub struct ProbeCountKey {
     pub pod: String,
     /// Pod namespace.
     pub namespace: String,
+    /// Pod UID.
+    pub pod_uid: String,
 }
 
-/// Probe counts (`prober_probe_total`), shared by every probe worker of a kubelet and read by
-/// the metrics server through the kubelet's handle.
-#[derive(Debug, Default)]
+/// Probe counts (`prober_probe_total`) and durations (`prober_probe_duration_seconds`),
+/// shared by every probe worker of a kubelet and served on `/metrics/probes` (see
+/// [`crate::metrics::KubeletMetrics`]).
+#[derive(Debug)]
 pub struct ProbeMetrics {
     counts: Mutex<BTreeMap<ProbeCountKey, u64>>,
+    durations: ProbeDurations,
+}
+
+/// `prober_probe_duration_seconds` by container, namespace, pod and probe type.
+type ProbeDurations = prometheus_client::metrics::family::Family<
+    [(&'static str, String); 4],
+    prometheus_client::metrics::histogram::Histogram,
+    fn() -> prometheus_client::metrics::histogram::Histogram,
+>;
+
+fn probe_duration_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(crate::metrics::DEFAULT_BUCKETS)
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        Self {
+            counts: Mutex::default(),
+            durations: ProbeDurations::new_with_constructor(probe_duration_histogram),
+        }
+    }
+}
+
+/// Writes `prober_probe_total` from the counts at each scrape.
+#[derive(Debug)]
+struct ProbeCounter(std::sync::Arc<ProbeMetrics>);
+
+impl prometheus_client::collector::Collector for ProbeCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let mut family = encoder.encode_descriptor(
+            "prober_probe",
+            "[BETA] Cumulative number of a liveness, readiness or startup probe for a container by result.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (k, count) in self.0.snapshot() {
+            // Sorted by name, as the reference's encoder writes labels.
+            let labels = [
+                ("container", k.container.as_str()),
+                ("namespace", k.namespace.as_str()),
+                ("pod", k.pod.as_str()),
+                ("pod_uid", k.pod_uid.as_str()),
+                ("probe_type", k.probe_type.as_str()),
+                ("result", k.result.as_str()),
+            ];
+            prometheus_client::metrics::counter::ConstCounter::new(count)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl ProbeMetrics {
+    /// Registers `prober_probe_total` and `prober_probe_duration_seconds` in `registry`.
+    pub fn register(
+        self: &std::sync::Arc<Self>,
+        registry: &mut prometheus_client::registry::Registry,
+    ) {
+        registry.register_collector(Box::new(ProbeCounter(self.clone())));
+        crate::metrics::add(
+            registry,
+            "prober_probe_duration_seconds",
+            "[ALPHA] Duration in seconds for a probe response.",
+            self.durations.clone(),
+        );
+    }
+
+    /// Record how long a probe run took (the reference records successful and unknown runs).
+    pub fn record_duration(&self, key: &ProbeCountKey, elapsed: std::time::Duration) {
+        self.durations
+            .get_or_create(&[
+                ("container", key.container.clone()),
+                ("namespace", key.namespace.clone()),
+                ("pod", key.pod.clone()),
+                ("probe_type", key.probe_type.clone()),
+            ])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Count one probe run.
     pub fn record(&self, key: ProbeCountKey) {
         if let Ok(mut counts) = self.counts.lock() {

@@ -327,6 +327,7 @@ impl Worker {
             pod_ip: self.pod_ip.as_deref(),
         };
         let mut outcome = Err(ProbeError::Errored("not run".into()));
+        let started = tokio::time::Instant::now();
         for _ in 0..MAX_PROBE_RETRIES {
             outcome = run_probe(
                 self.deps.runtime.as_ref(),
@@ -346,13 +347,19 @@ impl Worker {
             Ok(Outcome::Failure(_)) => ("failed", Some(ProbeResult::Failure)),
             Err(_) => ("unknown", None),
         };
-        self.deps.metrics.record(ProbeCountKey {
+        let key = ProbeCountKey {
             probe_type: probe_type.as_str().to_string(),
             result: label.to_string(),
             container: self.container.name.clone(),
             pod: self.pod.metadata.name.clone().unwrap_or_default(),
             namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
-        });
+            pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        // As the reference: the duration of successful and unknown runs, not of failures.
+        if label != "failed" {
+            self.deps.metrics.record_duration(&key, started.elapsed());
+        }
+        self.deps.metrics.record(key);
         let event = |reason: &str, message: String| {
             self.deps.events.probe_event(
                 &self.pod,

@@ -34,15 +34,22 @@ pub(super) struct WorkerContext {
     pub pod_objects: Option<Arc<dyn PodObjects>>,
     /// Where RuntimeClasses come from; none: the default handler for every pod.
     pub runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
+    /// Mounts the bind mounts of subPaths.
+    pub mounter: Arc<dyn crate::volume::Mounter>,
+    /// The QoS and pod cgroups, when the kubelet manages cgroups.
+    pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
     pub shared: Arc<Shared>,
     events: mpsc::Sender<KubeletEvent>,
     statuses: mpsc::UnboundedSender<PodReport>,
 }
 
-/// The API objects pods name, where they come from.
+/// The API objects pods name, where they come from; and the mounter of subPaths.
 pub(super) struct ObjectSources {
     pub pod_objects: Option<Arc<dyn PodObjects>>,
     pub runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
+    pub mounter: Arc<dyn crate::volume::Mounter>,
+    /// The QoS and pod cgroups (not an API object: handed over with the other sources).
+    pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
 }
 
 impl WorkerContext {
@@ -61,6 +68,8 @@ impl WorkerContext {
         let ObjectSources {
             pod_objects,
             runtime_classes,
+            mounter,
+            pod_cgroups,
         } = objects;
         let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (statuses, status_rx) = mpsc::unbounded_channel();
@@ -76,6 +85,8 @@ impl WorkerContext {
             volume_plugins,
             pod_objects,
             runtime_classes,
+            mounter,
+            pod_cgroups,
             shared,
             events,
             statuses,

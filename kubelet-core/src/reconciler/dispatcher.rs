@@ -28,6 +28,8 @@ pub(super) async fn run(
         network,
         reporter,
         volume_plugins,
+        mounter,
+        pod_cgroups,
         pod_objects,
         runtime_classes,
         sources,
@@ -57,6 +59,8 @@ pub(super) async fn run(
         super::context::ObjectSources {
             pod_objects,
             runtime_classes,
+            mounter,
+            pod_cgroups,
         },
         reporter,
         shared.clone(),
@@ -66,7 +70,7 @@ pub(super) async fn run(
     let relist_runtime = runtime.clone();
     let relist_shared = shared.clone();
     let relister = tokio::spawn(async move {
-        let mut relister = Relister::new();
+        let mut relister = Relister::new().with_metrics(relist_shared.metrics.clone());
         let mut tick = tokio::time::interval(relist_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -88,6 +92,12 @@ pub(super) async fn run(
     let mut present_in_runtime = Default::default();
     let mut resync_tick = tokio::time::interval(resync);
     resync_tick.reset();
+    // Orphaned pod directories are looked for on the reference's housekeeping period, once
+    // the sources have all spoken and the runtime has been listed: a pod that is merely not
+    // listed yet after a restart is never taken for an orphan.
+    let mut housekeeping_tick = tokio::time::interval(crate::cgroups::HOUSEKEEPING_PERIOD);
+    housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut relisted_once = false;
     let mut sources_open = true;
     tokio::pin!(shutdown);
 
@@ -148,6 +158,7 @@ pub(super) async fn run(
                     }
                 }
                 present_in_runtime = relist.present;
+                relisted_once = true;
                 if mux.all_sources_ready() {
                     start_orphan_workers(&ctx, &mux, &mut workers, &present_in_runtime, &done_tx);
                 }
@@ -178,6 +189,12 @@ pub(super) async fn run(
                         dispatch(&mut workers, &mut static_names, change);
                     }
                 }
+            }
+            _ = housekeeping_tick.tick(), if relisted_once && mux.all_sources_ready() => {
+                let known = |uid: &str| {
+                    mux.desired(uid).is_some() || present_in_runtime.contains(uid)
+                };
+                super::orphan_dirs::start_cleanups(&ctx, known, &mut workers, &done_tx);
             }
             _ = resync_tick.tick() => {
                 for worker in workers.values() {

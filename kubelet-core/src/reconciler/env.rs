@@ -56,7 +56,7 @@ impl EnvObjects {
             has_source: true,
             config_maps: BTreeMap::new(),
             secrets: BTreeMap::new(),
-            services: objects.services().await,
+            services: relevant_services(pod, objects).await,
         };
         let (cm_names, secret_names) = referenced_objects(container);
         for name in cm_names {
@@ -184,11 +184,6 @@ pub fn container_env(
         &container.name,
     );
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let enable_service_links = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.enable_service_links)
-        .unwrap_or(true);
     // As the reference: a pod from the API server waits until the Services were listed
     // once (or it would miss KUBERNETES_SERVICE_HOST for good); a static pod does not (on a
     // control-plane node it may be the API server itself).
@@ -198,7 +193,7 @@ pub fn container_env(
         Err(_) if is_static(pod) => &none,
         Err(e) => return Err(e.to_string()),
     };
-    let service_env = service_env(services, namespace, enable_service_links);
+    let service_env = service_env(services, namespace, enable_service_links(pod));
 
     let mut out = ContainerEnv::default();
     // Declared order; a later definition replaces the value where the name first appeared.
@@ -372,6 +367,27 @@ pub fn is_env_var_name(name: &str) -> bool {
         && chars.all(ok)
         && name != "."
         && !name.starts_with("..")
+}
+
+/// The Services whose variables a pod may get: the master services' namespace always, the
+/// pod's own namespace when `enableServiceLinks`; only those are copied out of the cache.
+async fn relevant_services(
+    pod: &Pod,
+    objects: &dyn PodObjects,
+) -> Result<Vec<Service>, ObjectError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut services = objects.services(MASTER_SERVICE_NAMESPACE).await?;
+    if namespace != MASTER_SERVICE_NAMESPACE && enable_service_links(pod) {
+        services.extend(objects.services(namespace).await?);
+    }
+    Ok(services)
+}
+
+fn enable_service_links(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true)
 }
 
 /// The service environment variables of a pod in `namespace`: those of the `kubernetes`

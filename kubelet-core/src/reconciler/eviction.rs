@@ -67,6 +67,10 @@ impl PodWorker {
         };
         if !self.eviction_recorded {
             self.eviction_recorded = true;
+            self.ctx
+                .shared
+                .metrics
+                .eviction(crate::metrics::SIGNAL_EMPTY_DIR_FS_LIMIT);
             tracing::warn!(pod = %super::sync::pod_name(pod), %message, "evicting pod");
             self.ctx
                 .event(pod, None, EventType::Warning, REASON, message.clone());

@@ -206,13 +206,13 @@ impl PodWorker {
                 .pull_image(image, None)
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string());
+                .map_err(|e| e.rpc_text().to_string());
         }
         let mut errors = Vec::new();
         for auth in creds {
             match self.ctx.runtime.pull_image(image, Some(auth)).await {
                 Ok(_) => return Ok(()),
-                Err(err) => errors.push(err.to_string()),
+                Err(err) => errors.push(err.rpc_text().to_string()),
             }
         }
         Err(match errors.len() {

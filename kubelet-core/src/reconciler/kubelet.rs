@@ -31,11 +31,19 @@ pub struct KubeletConfig {
     pub sync_frequency: Duration,
     /// The node's IPs, primary first (for `hostIP(s)` in pod status).
     pub node_ips: Vec<String>,
-    /// Where the cgroup hierarchies are mounted (`/sys/fs/cgroup`), so that the pod cgroups
-    /// the runtime leaves behind are removed; `None` leaves cgroups alone (fake runtimes).
+    /// Where the cgroup hierarchies are mounted (`/sys/fs/cgroup`): the kubelet manages the
+    /// QoS and pod cgroups there (cgroupfs driver, per [`KubeletConfig::cgroups`]); `None`
+    /// leaves cgroups alone (fake runtimes) unless a [`KubeletBuilder::cgroup_manager`] is
+    /// given.
     pub cgroup_fs_root: Option<PathBuf>,
+    /// `--cgroups-per-qos`, node allocatable enforcement, `--pod-max-pids` and the CFS
+    /// quota settings of the pod cgroups (below `spec.cgroup_root`).
+    pub cgroups: crate::cgroups::CgroupSettings,
     /// The node's hosts file (`/etc/hosts`), the base of a host-network pod's `/etc/hosts`.
     pub node_hosts_file: PathBuf,
+    /// Image garbage collection (`imageGCHighThresholdPercent` and friends; the reference's
+    /// defaults). Runs while the kubelet runs unless the high threshold is 100.
+    pub image_gc: crate::image_gc::ImageGcPolicy,
 }
 
 impl KubeletConfig {
@@ -49,7 +57,9 @@ impl KubeletConfig {
             sync_frequency: Duration::from_secs(60),
             node_ips: Vec::new(),
             cgroup_fs_root: None,
+            cgroups: crate::cgroups::CgroupSettings::default(),
             node_hosts_file: PathBuf::from(super::etc_hosts::NODE_ETC_HOSTS),
+            image_gc: crate::image_gc::ImageGcPolicy::default(),
         }
     }
 }
@@ -66,6 +76,12 @@ pub enum KubeletError {
     /// The node status settings are unusable.
     #[error(transparent)]
     Node(#[from] NodeConfigError),
+    /// The QoS cgroups could not be set up.
+    #[error("cannot set up the pod cgroups: {0}")]
+    Cgroups(#[from] crate::cgroups::CgroupError),
+    /// The image GC policy is unusable.
+    #[error(transparent)]
+    ImageGc(#[from] crate::image_gc::ImageGcError),
 }
 
 /// The reconciler, assembled from its seams. [`Kubelet::run`] drives it until shutdown.
@@ -75,11 +91,16 @@ pub struct Kubelet {
     pub(super) network: Arc<dyn NetworkPlugin>,
     pub(super) reporter: Arc<dyn NodeReporter>,
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) mounter: Arc<dyn crate::volume::Mounter>,
     pub(super) pod_objects: Option<Arc<dyn crate::objects::PodObjects>>,
     pub(super) runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
     pub(super) shared: Arc<super::kubelet_state::Shared>,
     pub(super) node_agent: Option<NodeAgent>,
+    /// The QoS and pod cgroups, when the kubelet manages cgroups.
+    pub(super) pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
+    /// Image garbage collection, when enabled.
+    pub(super) image_gc: Option<crate::image_gc::ImageGcManager>,
 }
 
 impl Kubelet {
@@ -98,17 +119,47 @@ impl Kubelet {
         mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), KubeletError> {
-        let Some(agent) = self.node_agent.take() else {
-            return super::dispatcher::run(self, shutdown).await;
+        // The QoS hierarchy exists before any pod is synced, as the reference's container
+        // manager starts before its pod workers.
+        let housekeeping = match &self.pod_cgroups {
+            Some(cgroups) => {
+                cgroups.start()?;
+                Some(tokio::spawn(crate::cgroups::housekeeping(
+                    cgroups.clone(),
+                    self.runtime.clone(),
+                    self.config.root_dir.join("pods"),
+                )))
+            }
+            None => None,
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(agent.run(async move {
-            let _ = stopped.await;
-        }));
-        let result = super::dispatcher::run(self, shutdown).await;
-        let _ = stop.send(());
-        let _ = agent.await;
+        let image_gc = self
+            .image_gc
+            .take()
+            .map(|gc| tokio::spawn(gc.run(std::future::pending::<()>())));
+        let result = match self.node_agent.take() {
+            None => super::dispatcher::run(self, shutdown).await,
+            Some(agent) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let agent = tokio::spawn(agent.run(async move {
+                    let _ = stopped.await;
+                }));
+                let result = super::dispatcher::run(self, shutdown).await;
+                let _ = stop.send(());
+                let _ = agent.await;
+                result
+            }
+        };
+        for task in [housekeeping, image_gc].into_iter().flatten() {
+            task.abort();
+        }
         result
+    }
+
+    /// The runtime as the kubelet calls it: the one given, with its calls counted into the
+    /// kubelet's metrics. Hand this one to the server and other users of the runtime so
+    /// that their calls are counted too.
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
     }
 
     /// A handle to inspect the kubelet while it runs.
@@ -128,10 +179,15 @@ pub struct KubeletBuilder {
     pub(super) network: Option<Arc<dyn NetworkPlugin>>,
     pub(super) reporter: Option<Arc<dyn NodeReporter>>,
     pub(super) volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    pub(super) mounter: Option<Arc<dyn crate::volume::Mounter>>,
     pub(super) pod_objects: Option<Arc<dyn crate::objects::PodObjects>>,
     pub(super) runtime_classes: Option<Arc<dyn crate::runtime_class::RuntimeClasses>>,
     pub(super) sources: Vec<Box<dyn PodSource>>,
     pub(super) node: Option<(NodeConfig, MachineInfo)>,
+    pub(super) volumes_in_use: Option<crate::node::VolumesInUse>,
+    pub(super) cgroup_manager: Option<Arc<dyn crate::cgroups::CgroupManager>>,
+    pub(super) metrics: Option<crate::metrics::KubeletMetrics>,
+    pub(super) image_fs: Option<Arc<dyn crate::image_gc::ImageFsStatsProvider>>,
 }
 
 impl KubeletBuilder {
@@ -154,6 +210,13 @@ impl KubeletBuilder {
     /// plugin added here is asked first).
     pub fn volume_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
         self.volume_plugins.push(plugin);
+        self
+    }
+    /// How the kubelet mounts: the built-in plugins' tmpfs volumes and the bind mounts of
+    /// subPaths (default: the node's mount table, [`crate::volume::HostMounter`]; a
+    /// [`crate::volume::FakeMounter`] in tests that run without privileges).
+    pub fn mounter(mut self, mounter: Arc<dyn crate::volume::Mounter>) -> Self {
+        self.mounter = Some(mounter);
         self
     }
     /// Where the ConfigMaps, Secrets and Services that pods name come from (the API server's
@@ -179,11 +242,42 @@ impl KubeletBuilder {
         self
     }
 
+    /// The metrics registry the kubelet records into and its server serves on `/metrics`
+    /// and `/metrics/probes` (the embedder's own series registered in it are served
+    /// alongside). Without one the kubelet makes its own ([`KubeletHandle::metrics`]).
+    pub fn metrics(mut self, metrics: crate::metrics::KubeletMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Manage the QoS and pod cgroups through this cgroup manager (a fake in tests, or a
+    /// [`crate::cgroups::CgroupFs`] over another root) rather than the cgroupfs driver at
+    /// [`KubeletConfig::cgroup_fs_root`].
+    pub fn cgroup_manager(mut self, manager: Arc<dyn crate::cgroups::CgroupManager>) -> Self {
+        self.cgroup_manager = Some(manager);
+        self
+    }
+
+    /// Where image GC learns the image filesystem's size and free space (default:
+    /// [`crate::image_gc::RuntimeImageFs`], the runtime's `ImageFsInfo` and statfs).
+    pub fn image_fs(mut self, image_fs: Arc<dyn crate::image_gc::ImageFsStatsProvider>) -> Self {
+        self.image_fs = Some(image_fs);
+        self
+    }
+
     /// Register the node and report its status and Lease through the reporter (the
     /// [`NodeAgent`], started and stopped with the kubelet). Without it the kubelet reports
     /// pods only.
     pub fn node_status(mut self, config: NodeConfig, machine: MachineInfo) -> Self {
         self.node = Some((config, machine));
+        self
+    }
+
+    /// Report these volumes in the node's `status.volumesInUse` (see
+    /// [`NodeAgent::with_volumes_in_use`]); give the same tracker to the volume plugins
+    /// of attachable volumes.
+    pub fn volumes_in_use(mut self, volumes: crate::node::VolumesInUse) -> Self {
+        self.volumes_in_use = Some(volumes);
         self
     }
 
@@ -193,14 +287,55 @@ impl KubeletBuilder {
         let config = self.config.ok_or(KubeletError::Missing("configuration"))?;
         let runtime = self.runtime.ok_or(KubeletError::Missing("runtime"))?;
         let reporter = self.reporter.ok_or(KubeletError::Missing("reporter"))?;
+        let metrics = self.metrics.unwrap_or_default();
+        metrics.set_node_name(&config.node_name);
+        // Every runtime call of the kubelet (node agent, workers, relister, probes) is
+        // counted and timed (kubelet_runtime_operations_*).
+        let runtime: Arc<dyn Runtime> = Arc::new(crate::metrics::InstrumentedRuntime::new(
+            runtime,
+            metrics.clone(),
+        ));
         let node_agent = match self.node {
-            Some((config, machine)) => Some(NodeAgent::new(
-                config,
-                machine,
-                runtime.clone(),
-                reporter.clone(),
-            )?),
+            Some((config, machine)) => {
+                let agent = NodeAgent::new(config, machine, runtime.clone(), reporter.clone())?;
+                Some(match self.volumes_in_use {
+                    Some(volumes) => agent.with_volumes_in_use(volumes),
+                    None => agent,
+                })
+            }
             None => None,
+        };
+        let pod_cgroups = match (self.cgroup_manager, &config.cgroup_fs_root) {
+            _ if !config.cgroups.cgroups_per_qos => None,
+            (Some(manager), _) => Some(manager),
+            (None, Some(root)) => Some(Arc::new(crate::cgroups::CgroupFs::new(root)?)
+                as Arc<dyn crate::cgroups::CgroupManager>),
+            (None, None) => None,
+        }
+        .map(|manager| {
+            Arc::new(crate::cgroups::PodCgroups::new(
+                manager,
+                config.cgroups.clone(),
+                &config.spec.cgroup_root,
+            ))
+        });
+        let mounter = self
+            .mounter
+            .unwrap_or_else(|| Arc::new(crate::volume::HostMounter));
+        config.image_gc.validate()?;
+        let image_gc = if config.image_gc.enabled() {
+            let image_fs = self
+                .image_fs
+                .unwrap_or_else(|| Arc::new(crate::image_gc::RuntimeImageFs::new(runtime.clone())));
+            Some(crate::image_gc::ImageGcManager::new(
+                config.image_gc.clone(),
+                runtime.clone(),
+                image_fs,
+                reporter.clone(),
+                config.node_name.clone(),
+            )?)
+        } else {
+            None
         };
         Ok(Kubelet {
             config,
@@ -212,13 +347,16 @@ impl KubeletBuilder {
             volume_plugins: self
                 .volume_plugins
                 .into_iter()
-                .chain(crate::volume_plugins::builtin())
+                .chain(crate::volume_plugins::builtin_with(mounter.clone()))
                 .collect(),
+            mounter,
             pod_objects: self.pod_objects,
             runtime_classes: self.runtime_classes,
             sources: self.sources,
-            shared: Arc::new(super::kubelet_state::Shared::new()),
+            shared: Arc::new(super::kubelet_state::Shared::new(metrics)),
             node_agent,
+            pod_cgroups,
+            image_gc,
         })
     }
 }
@@ -246,6 +384,11 @@ impl KubeletHandle {
     /// `prober_probe_total` metric).
     pub fn probe_counts(&self) -> std::collections::BTreeMap<crate::probes::ProbeCountKey, u64> {
         self.inner.probe_metrics.snapshot()
+    }
+
+    /// The kubelet's metrics registry (`/metrics`, `/metrics/probes`).
+    pub fn metrics(&self) -> &crate::metrics::KubeletMetrics {
+        &self.inner.metrics
     }
 
     /// The node agent's view (last node status, lease renewal), when the kubelet reports

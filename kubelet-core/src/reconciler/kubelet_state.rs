@@ -16,14 +16,17 @@ pub struct Shared {
     last_relist: Mutex<Instant>,
     /// Probe run counts (`prober_probe_total`), written by the probe workers.
     pub(crate) probe_metrics: std::sync::Arc<crate::probes::ProbeMetrics>,
+    /// The kubelet's metrics (`/metrics`), written by the workers and the relister.
+    pub(crate) metrics: crate::metrics::KubeletMetrics,
 }
 
 impl Shared {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(metrics: crate::metrics::KubeletMetrics) -> Self {
         Self {
             pods: RwLock::new(BTreeMap::new()),
             last_relist: Mutex::new(Instant::now()),
-            probe_metrics: Default::default(),
+            probe_metrics: metrics.probes().clone(),
+            metrics,
         }
     }
 

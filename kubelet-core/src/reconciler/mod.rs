@@ -3,6 +3,7 @@
 
 pub mod active_deadline;
 pub mod backoff;
+mod container_gc;
 mod context;
 mod dispatcher;
 pub mod dns;
@@ -13,6 +14,7 @@ mod images;
 mod kubelet;
 pub(crate) mod kubelet_state;
 pub mod mux;
+mod orphan_dirs;
 pub mod planner;
 pub mod pleg;
 pub mod pod_resources;
@@ -22,6 +24,7 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod status;
+mod sub_paths;
 mod sync;
 mod terminate;
 pub mod termination_message;

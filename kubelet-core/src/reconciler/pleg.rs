@@ -26,6 +26,10 @@ pub struct RelistResult {
 #[derive(Debug, Default)]
 pub struct Relister {
     last: BTreeMap<String, Fingerprint>,
+    /// Where the relist's duration, interval and the running pods and containers go.
+    metrics: Option<crate::metrics::KubeletMetrics>,
+    /// When the previous successful relist started.
+    last_start: Option<tokio::time::Instant>,
 }
 
 fn sandbox_code(s: &PodSandboxStatus) -> u8 {
@@ -50,10 +54,35 @@ impl Relister {
         Self::default()
     }
 
+    /// Record into `metrics` (as the reference's PLEG): each relist's duration, the interval
+    /// between relists, when it was last seen, and the pods and containers running.
+    pub fn with_metrics(mut self, metrics: crate::metrics::KubeletMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// List the runtime and compare with the previous relist.
     pub async fn relist(&mut self, runtime: &dyn Runtime) -> Result<RelistResult, RuntimeError> {
-        let sandboxes = runtime.list_pod_sandboxes(&ListFilter::all()).await?;
-        let containers = runtime.list_containers(&ListFilter::all()).await?;
+        let start = tokio::time::Instant::now();
+        let listed = async {
+            let sandboxes = runtime.list_pod_sandboxes(&ListFilter::all()).await?;
+            let containers = runtime.list_containers(&ListFilter::all()).await?;
+            Ok::<_, RuntimeError>((sandboxes, containers))
+        }
+        .await;
+        if let Some(metrics) = &self.metrics {
+            if listed.is_ok() {
+                let interval = self.last_start.map(|last| start.duration_since(last));
+                metrics.pleg_seen(interval, std::time::SystemTime::now());
+                self.last_start = Some(start);
+            }
+            if let Ok((sandboxes, containers)) = &listed {
+                let (pods, states) = running(sandboxes, containers);
+                metrics.set_running(pods, states);
+            }
+            metrics.pleg_relist(start.elapsed());
+        }
+        let (sandboxes, containers) = listed?;
         Ok(self.diff(&sandboxes, &containers))
     }
 
@@ -93,6 +122,38 @@ impl Relister {
         self.last = now;
         RelistResult { changed, present }
     }
+}
+
+/// The kubelet's pods with a ready sandbox, and its containers by state (the reference's
+/// `kubelet_running_pods` and `kubelet_running_containers`).
+fn running(
+    sandboxes: &[PodSandboxStatus],
+    containers: &[ContainerStatus],
+) -> (usize, [(&'static str, usize); 4]) {
+    let pods: BTreeSet<&str> = sandboxes
+        .iter()
+        .filter(|s| s.state == SandboxState::Ready)
+        .filter_map(|s| labels::pod_uid_of(&s.labels))
+        .collect();
+    let mut states = [
+        ("created", 0),
+        ("running", 0),
+        ("exited", 0),
+        ("unknown", 0),
+    ];
+    for c in containers
+        .iter()
+        .filter(|c| labels::pod_uid_of(&c.labels).is_some())
+    {
+        let i = match c.state {
+            ContainerState::Created => 0,
+            ContainerState::Running => 1,
+            ContainerState::Exited => 2,
+            ContainerState::Unknown => 3,
+        };
+        states[i].1 += 1;
+    }
+    (pods.len(), states)
 }
 
 #[cfg(test)]

@@ -256,6 +256,15 @@ fn pod_supplemental_groups(psc: Option<&PodSecurityContext>) -> Vec<i64> {
 
 /// The container's Linux security context for the runtime (the reference's
 /// `determineEffectiveSecurityContext`), without the image user (see [`apply_image_user`]).
+///
+/// `procMount`: Default sends the runtime [`DEFAULT_MASKED_PATHS`] and
+/// [`DEFAULT_READONLY_PATHS`]; Unmasked sends both lists empty, which CRI runtimes read as
+/// "mask nothing" (containerd since 1.5 applies the lists as given, so `/proc` is mounted
+/// without masks). In a cluster the field reaches a kubelet only where the API server keeps
+/// it, behind the ProcMountType feature gate (alpha and off by default in v1.28, the API
+/// server the tests run); newer API servers also require `hostUsers: false` with it. This
+/// kubelet honours the field whenever a pod carries it (a static pod, or an API server that
+/// kept it); it creates no user namespaces.
 pub fn container_security(
     spec: &PodSpec,
     container: &Container,

@@ -427,6 +427,8 @@ pub fn container_config(
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs,
         mounts,
+        // Set by the caller from the container's `volumeDevices`.
+        devices: Vec::new(),
         labels: container_labels,
         annotations,
         log_path: format!("{}/{restart_count}.log", container.name),

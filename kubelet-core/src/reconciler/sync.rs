@@ -199,6 +199,30 @@ impl PodWorker {
             return None;
         }
 
+        // The pod's cgroup, sized from its resources and overhead, exists before anything of
+        // the pod runs (the sandbox's cgroup parent), as the reference's SyncPod ensures.
+        // A finished pod (Succeeded, Failed) no longer counts: its cgroup stays until the
+        // pod goes, and is not made again.
+        let finished = matches!(
+            self.last_status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if let Some(cgroups) = &self.ctx.pod_cgroups
+            && !finished
+            && let Err(err) = cgroups.ensure_pod(pod)
+        {
+            warn!(error = %err, "pod cgroup not created; will retry");
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedCreatePodContainer",
+                format!("unable to ensure pod container exists: {err}"),
+            );
+            self.update_status(pod, &observed, false);
+            return Some(RETRY);
+        }
+
         let volumes = match self.setup_volumes(pod).await {
             Ok(v) => v,
             Err(err) => {
@@ -358,7 +382,10 @@ impl PodWorker {
         }
         if let Some(sandbox_id) = &sandbox_id {
             match spec::sandbox_config(pod, actions.sandbox_attempt, &self.ctx.config.spec) {
-                Ok(sandbox_config) => {
+                Ok(mut sandbox_config) => {
+                    if !self.ctx.config.cgroups.cgroups_per_qos {
+                        sandbox_config.cgroup_parent = String::new();
+                    }
                     for start in &actions.start {
                         let span = info_span!("container", container = %start.name);
                         self.start_container(
@@ -371,6 +398,9 @@ impl PodWorker {
                         )
                         .instrument(span)
                         .await;
+                        let failed = self.waiting.get(&start.name).map(|w| w.reason.as_str());
+                        let metrics = &self.ctx.shared.metrics;
+                        metrics.container_started(start.init, failed);
                     }
                 }
                 Err(err) => {
@@ -398,6 +428,17 @@ impl PodWorker {
             observed
         };
         self.update_status(pod, &observed, false);
+        // After the status took what it needs of the dead containers.
+        self.collect_garbage(&observed).await;
+        if let Some(cgroups) = &self.ctx.pod_cgroups
+            && matches!(
+                self.last_status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        {
+            // As the reference's active pods: a finished pod leaves the Burstable tier.
+            cgroups.deactivate(&self.uid);
+        }
         self.sync_probes(pod, &observed);
         next_wake
     }
@@ -499,7 +540,7 @@ impl PodWorker {
             }
         };
         // After the environment: `subPathExpr` expands from it.
-        let mounts = match super::volumes::container_mounts(pod, container, volumes, &env) {
+        let mounts = match self.container_mounts(pod, container, volumes, &env) {
             Ok(m) => m,
             Err(message) => {
                 self.fail_start(pod, name, reason::CREATE_CONFIG, message);
@@ -520,6 +561,13 @@ impl PodWorker {
                 return;
             }
         };
+        match super::volumes::container_devices(pod, container, volumes) {
+            Ok(devices) => config.devices = devices,
+            Err(message) => {
+                self.fail_start(pod, name, reason::CREATE_CONFIG, message);
+                return;
+            }
+        }
         // The image's user (runAsNonRoot) and the files the kubelet mounts (/etc/hosts).
         if let Err(message) = self
             .complete_container_config(pod, container, &mut config)
@@ -540,7 +588,7 @@ impl PodWorker {
         {
             Ok(id) => id,
             Err(err) => {
-                self.fail_start(pod, name, reason::CREATE, err.to_string());
+                self.fail_start(pod, name, reason::CREATE, err.runtime_message().to_string());
                 return;
             }
         };
@@ -552,7 +600,7 @@ impl PodWorker {
             format!("Created container {name}"),
         );
         if let Err(err) = self.ctx.runtime.start_container(&id).await {
-            self.fail_start(pod, name, reason::RUN, err.to_string());
+            self.fail_start(pod, name, reason::RUN, err.runtime_message().to_string());
             return;
         }
         self.ctx.event(
@@ -664,6 +712,10 @@ impl PodWorker {
     async fn create_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, String> {
         let (mut config, warnings) =
             spec::sandbox_config_with_warnings(pod, attempt, &self.ctx.config.spec)?;
+        if !self.ctx.config.cgroups.cgroups_per_qos {
+            // No pod cgroups: the runtime's default parent, as the reference.
+            config.cgroup_parent = String::new();
+        }
         for warning in warnings {
             self.ctx.event(
                 pod,
@@ -691,7 +743,7 @@ impl PodWorker {
             .runtime
             .run_pod_sandbox(&config)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.rpc_text().to_string())?;
         self.pod_ips = None;
         self.refresh_ips(pod, &id).await;
         Ok(id)

@@ -199,7 +199,12 @@ impl PodWorker {
                 warn!(path = %logs.display(), error = %err, "pod log directory not removed");
             }
         }
-        if let Some(root) = &self.ctx.config.cgroup_fs_root {
+        if let Some(cgroups) = &self.ctx.pod_cgroups {
+            // After the processes and the volumes, as the reference's SyncTerminatedPod;
+            // what is still in the cgroup is killed. Failures are logged; housekeeping
+            // tries again.
+            let _ = cgroups.destroy_pod(&self.uid).await;
+        } else if let Some(root) = &self.ctx.config.cgroup_fs_root {
             let parents = [
                 format!("pod{}", self.uid),
                 format!("burstable/pod{}", self.uid),
@@ -231,11 +236,11 @@ async fn remove_unmounted_dir(dir: &Path) -> std::io::Result<()> {
     let mountinfo = tokio::fs::read_to_string("/proc/self/mountinfo")
         .await
         .unwrap_or_default();
-    let prefix = dir.to_string_lossy();
+    // By path components: a mount under `<pods>/abcd` is not below `<pods>/abc`.
     let mounted = mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|mount_point| mount_point.starts_with(prefix.as_ref()));
+        .any(|mount_point| Path::new(mount_point).starts_with(dir));
     if mounted {
         return Err(std::io::Error::other("a mount is still active below it"));
     }

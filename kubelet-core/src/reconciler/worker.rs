@@ -47,6 +47,15 @@ impl WorkerHandle {
         Self { tx, task }
     }
 
+    /// A handle over a task that holds the pod's UID as a worker would without being one
+    /// (the cleanup of an orphaned pod directory): no worker starts for that UID while the
+    /// task runs, updates are dropped, and once it has sent the UID on `done` the dispatcher
+    /// starts a real worker if the pod is wanted.
+    pub fn holding(task: JoinHandle<()>) -> Self {
+        let (tx, _) = watch::channel(WorkerInput::default());
+        Self { tx, task }
+    }
+
     /// Replace the desired pod; the worker acts on the newest one it sees.
     pub fn update(&self, desired: Option<Pod>) {
         self.tx.send_modify(|input| input.desired = desired);
@@ -103,6 +112,9 @@ pub(super) struct PodWorker {
     pub evicted: Option<String>,
     /// The eviction's event was recorded.
     pub eviction_recorded: bool,
+    /// When the worker first saw the pod (`kubelet_pod_start_duration_seconds` counts
+    /// from there); `None` once the pod's start was recorded.
+    first_seen: Option<Instant>,
 }
 
 impl PodWorker {
@@ -125,6 +137,32 @@ impl PodWorker {
             deadline_exceeded: false,
             evicted: None,
             eviction_recorded: false,
+            first_seen: Some(Instant::now()),
+        }
+    }
+
+    /// Which sync this is, as the reference's pod workers name it: the pod's first
+    /// (`create`), one after its spec or metadata changed (`update`), or another (`sync`).
+    fn sync_type(&self, pod: &Pod) -> &'static str {
+        use crate::metrics::pod_worker_operation::{CREATE, SYNC, UPDATE};
+        match &self.last_pod {
+            None => CREATE,
+            Some(last)
+                if last.spec != pod.spec
+                    || last.metadata.labels != pod.metadata.labels
+                    || last.metadata.annotations != pod.metadata.annotations =>
+            {
+                UPDATE
+            }
+            Some(_) => SYNC,
+        }
+    }
+
+    /// Records the pod's start once its phase first is Running.
+    fn record_start(&mut self) {
+        let running = self.last_status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if running && let Some(first_seen) = self.first_seen.take() {
+            self.ctx.shared.metrics.pod_started(first_seen.elapsed());
         }
     }
 
@@ -154,7 +192,14 @@ impl PodWorker {
                 );
                 tracing::Span::current().record("pod", name.as_str());
             }
+            let sync_type = self.sync_type(&pod);
+            let started = Instant::now();
             let next = self.sync(&pod).await;
+            self.ctx
+                .shared
+                .metrics
+                .pod_worker_sync(sync_type, started.elapsed());
+            self.record_start();
             self.last_pod = Some(pod);
             let wait = next
                 .unwrap_or(self.ctx.config.sync_frequency)

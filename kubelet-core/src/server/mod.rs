@@ -30,6 +30,7 @@ pub mod authn;
 pub mod authz;
 mod cache;
 mod container_logs;
+mod metrics_routes;
 mod node_logs;
 pub mod routes;
 mod stats_routes;
@@ -59,6 +60,9 @@ pub use tls::TlsOptions;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (and how long an idle
+/// keep-alive connection stays open), as Go's `ReadHeaderTimeout` guards servers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may finish after shutdown (log follows would never end).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -217,55 +221,75 @@ impl KubeletServer {
             router,
         } = self;
         tracing::info!(%addr, "kubelet server listening (HTTPS)");
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a little, keep serving.
-                        tracing::warn!(%addr, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            // As Go's servers: no Nagle. Without it, the small `101 Switching Protocols` of a
-            // stream waits behind the unacknowledged TLS session ticket for the client's
-            // delayed ACK (tens of milliseconds), and interactive streams stutter.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
-            }
-            let acceptor = acceptor.clone();
-            let router = router.clone();
-            let stopping = stopping.clone();
-            tokio::spawn(async move {
-                let stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+        accept_loop(listener, addr, router, Some(acceptor), shutdown).await;
+        Ok(())
+    }
+}
+
+/// Accepts connections until `shutdown`, each served on its own task (after the TLS
+/// handshake when there is an acceptor), then drains them.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // As Go's servers: no Nagle. Without it, the small `101 Switching Protocols` of a
+        // stream waits behind the unacknowledged TLS session ticket for the client's
+        // delayed ACK (tens of milliseconds), and interactive streams stutter.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
+        }
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            let Some(acceptor) = acceptor else {
                 let info = ConnectionInfo {
+                    peer_certificates: None,
+                    remote: Some(remote),
+                };
+                serve_connection(TokioIo::new(tcp), router, info, stopping).await;
+                return;
+            };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info =
+                ConnectionInfo {
                     peer_certificates: stream.get_ref().1.peer_certificates().map(|chain| {
                         Arc::new(chain.iter().map(|c| c.clone().into_owned()).collect())
                     }),
                     remote: Some(remote),
                 };
-                serve_connection(TokioIo::new(stream), router, info, stopping).await;
-            });
-        }
-        drain(listener, stop, stopping).await;
-        Ok(())
+            serve_connection(TokioIo::new(stream), router, info, stopping).await;
+        });
     }
+    drain(listener, stop, stopping).await;
 }
 
 /// The read-only port (`readOnlyPort`): plain HTTP, no authentication, the read-only
@@ -308,10 +332,8 @@ impl ReadOnlyServer {
     ) -> Result<(), ServerError> {
         let addr = self.addr;
         tracing::info!(%addr, "kubelet read-only server listening (HTTP, no authentication)");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServerError::Serve { addr, source })
+        accept_loop(self.listener, addr, self.router, None, shutdown).await;
+        Ok(())
     }
 }
 
@@ -339,7 +361,12 @@ async fn serve_connection<I>(
         request.extensions_mut().insert(info.clone());
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
+    // A client that opens a connection and never finishes its request headers would hold
+    // the connection (and its task) forever; hyper closes it after the timeout once it has
+    // a timer.
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -64,6 +64,7 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
 /// The secure port's routes behind authentication and authorization.
 pub fn secure_router(state: RouteState, auth: Auth) -> Router {
     let node_name = state.node_name.clone();
+    let metrics = state.handles.kubelet.metrics().clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/healthz/{check}", get(healthz_check))
@@ -91,6 +92,7 @@ pub fn secure_router(state: RouteState, auth: Auth) -> Router {
         .route("/logs/", get(super::node_logs::serve_root))
         .route("/logs/{*path}", get(super::node_logs::serve_path))
         .merge(super::stats_routes::routes())
+        .merge(super::metrics_routes::routes())
         .fallback(not_found)
         .with_state(state)
         // After the routes and the fallback, so that every path is filtered (an unknown
@@ -98,6 +100,10 @@ pub fn secure_router(state: RouteState, auth: Auth) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::new((auth, node_name)),
             filter,
+        ))
+        .layer(middleware::from_fn_with_state(
+            (metrics, "readwrite"),
+            super::metrics_routes::track,
         ))
 }
 
@@ -114,7 +120,12 @@ pub fn read_only_router(handles: Handles) -> Router {
         .route("/healthz", get(healthz))
         .route("/healthz/{check}", get(healthz_check))
         .route("/pods", get(pods))
+        .merge(super::metrics_routes::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            (state.handles.kubelet.metrics().clone(), "readonly"),
+            super::metrics_routes::track,
+        ))
         .with_state(state)
 }
 

@@ -1,6 +1,6 @@
-//! `/stats/summary` and `/metrics/resource`, from the server's [`StatsProvider`] (the
-//! authorization filter of the secure port checks them against the `stats` and `metrics`
-//! subresources).
+//! `/stats/summary`, `/metrics/resource` and `/metrics/cadvisor`, from the server's
+//! [`StatsProvider`] (the authorization filter of the secure port checks them against the
+//! `stats` and `metrics` subresources).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use axum::routing::get;
 
 use super::routes::RouteState;
 use crate::stats::StatsProvider;
+use crate::stats::cadvisor::encode_cadvisor_metrics;
 use crate::stats::metrics::{Format, encode_resource_metrics};
 
 /// The provider the stats routes read, if the kubelet has one.
@@ -33,6 +34,7 @@ where
     Router::new()
         .route("/stats/summary", get(summary))
         .route("/metrics/resource", get(resource_metrics))
+        .route("/metrics/cadvisor", get(cadvisor_metrics))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -113,6 +115,32 @@ async fn resource_metrics(
         }
     };
     let body = encode_resource_metrics(summary.as_deref(), format);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// `/metrics/cadvisor`: the cached per-cgroup sample in the Prometheus text format,
+/// OpenMetrics when asked for; a failed collection is `container_scrape_error 1`.
+async fn cadvisor_metrics(
+    State(StatsState(provider)): State<StatsState>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(provider) = provider else {
+        return unavailable();
+    };
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let sample = match provider.cadvisor().await {
+        Ok(sample) => Some(sample),
+        Err(e) => {
+            tracing::warn!(error = %e, "cadvisor metrics: stats failed");
+            None
+        }
+    };
+    let body = encode_cadvisor_metrics(sample.as_deref(), format);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, format.content_type())],

@@ -53,22 +53,27 @@ impl Format {
     }
 }
 
-/// One family: name (without `_total` for counters), help, type, and its samples.
+/// One family: name (without `_total` for counters), help, type, and its samples (shared
+/// with the `/metrics/cadvisor` exposition of [`super::cadvisor`]).
 #[derive(Debug)]
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    counter: bool,
+pub(super) struct Family {
+    pub(super) name: &'static str,
+    pub(super) help: &'static str,
+    pub(super) counter: bool,
     /// Written as an integer (`scrape_error 0`, as the reference).
-    integer: bool,
-    samples: Vec<Sample>,
+    pub(super) integer: bool,
+    /// A counter whose samples the text format writes without `_total`, as cAdvisor's
+    /// `container_memory_failcnt` (OpenMetrics requires the suffix on every counter).
+    pub(super) bare_counter: bool,
+    pub(super) samples: Vec<Sample>,
 }
 
+/// One sample: its labels in the order written, value, and when it was measured.
 #[derive(Debug)]
-struct Sample {
-    labels: Vec<(&'static str, String)>,
-    value: f64,
-    timestamp: Option<Time>,
+pub(super) struct Sample {
+    pub(super) labels: Vec<(&'static str, String)>,
+    pub(super) value: f64,
+    pub(super) timestamp: Option<Time>,
 }
 
 /// The families of one scrape, in the order written.
@@ -119,7 +124,11 @@ impl Collector for ResourceCollector {
     }
 }
 
-fn sample(labels: Vec<(&'static str, String)>, value: f64, timestamp: Option<Time>) -> Sample {
+pub(super) fn sample(
+    labels: Vec<(&'static str, String)>,
+    value: f64,
+    timestamp: Option<Time>,
+) -> Sample {
     Sample {
         labels,
         value,
@@ -192,6 +201,7 @@ fn families(summary: Option<&Summary>) -> Vec<Family> {
         help,
         counter,
         integer: name.ends_with("scrape_error"),
+        bare_counter: false,
         samples,
     };
     vec![
@@ -255,7 +265,12 @@ fn families(summary: Option<&Summary>) -> Vec<Family> {
 /// The `/metrics/resource` exposition of `summary` in `format` (`None`: collection failed,
 /// only `scrape_error` 1 is written).
 pub fn encode_resource_metrics(summary: Option<&Summary>, format: Format) -> String {
-    let families = families(summary);
+    encode_families(families(summary), format)
+}
+
+/// `families` in `format`: prometheus-client's OpenMetrics, with the sample timestamps
+/// added, or rewritten into the text format.
+pub(super) fn encode_families(families: Vec<Family>, format: Format) -> String {
     // The timestamps and counter names, in the order prometheus-client writes the samples.
     let timestamps: Vec<Option<Time>> = families
         .iter()
@@ -263,14 +278,20 @@ pub fn encode_resource_metrics(summary: Option<&Summary>, format: Format) -> Str
         .collect();
     let counters: Vec<&'static str> = families
         .iter()
-        .filter(|f| f.counter)
+        .filter(|f| f.counter && !f.bare_counter)
         .map(|f| f.name)
+        .collect();
+    // The sample-name prefixes the text format writes without `_total`.
+    let bare: Vec<(String, usize)> = families
+        .iter()
+        .filter(|f| f.counter && f.bare_counter)
+        .map(|f| (format!("{}_total", f.name), f.name.len()))
         .collect();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ResourceCollector { families }));
     let mut open_metrics = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut open_metrics, &registry) {
-        tracing::error!(error = %e, "encoding /metrics/resource failed");
+        tracing::error!(error = %e, "encoding metrics failed");
         return String::new();
     }
     let mut out = String::with_capacity(open_metrics.len() + timestamps.len() * 16);
@@ -287,7 +308,16 @@ pub fn encode_resource_metrics(summary: Option<&Summary>, format: Format) -> Str
                 }
             }
         } else {
-            out.push_str(line);
+            match bare.iter().find(|(prefix, _)| {
+                line.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            }) {
+                Some((prefix, len)) if format == Format::Text => {
+                    out.push_str(&line[..*len]);
+                    out.push_str(&line[prefix.len()..]);
+                }
+                _ => out.push_str(line),
+            }
             if let Some(Some(t)) = stamps.next() {
                 match format {
                     // OpenMetrics timestamps are seconds, the text format's milliseconds.

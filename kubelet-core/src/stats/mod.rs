@@ -10,19 +10,22 @@
 //! - [`node`]: `/proc` (CPU, boot time, memory, network interfaces, PIDs);
 //! - [`fs`]: statvfs and directory usage (volumes, logs);
 //! - [`summary`]: the reference's `statsapi.Summary` JSON;
-//! - [`metrics`]: the `/metrics/resource` exposition.
+//! - [`metrics`]: the `/metrics/resource` exposition;
+//! - [`cadvisor`]: the `/metrics/cadvisor` exposition, per cgroup, as cAdvisor names it.
 //!
 //! Collection runs on a housekeeping interval (10 s, as the reference's cAdvisor) and is
 //! cached: a scrape reads the newest sample and costs no file reads. CPU usage in
 //! nanocores is the CPU time between two samples over the time between them, as the
 //! reference computes it; the first sample has none.
 
+pub mod cadvisor;
 pub mod cgroup;
 mod collect;
 pub mod fs;
 pub mod metrics;
 pub mod node;
 pub mod summary;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,7 +38,9 @@ use async_trait::async_trait;
 use crate::error::RuntimeError;
 use crate::runtime::{ContainerState, ListFilter, Runtime, SandboxState};
 
+pub use cadvisor::CadvisorSample;
 pub use summary::Summary;
+pub use volumes::{VolumeStatsCollector, VolumeStatsSource};
 
 /// An error of stats collection.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +53,19 @@ pub enum StatsError {
     Collection(String),
 }
 
-/// Produces the node's statistics. The kubelet server serves `/stats/summary` and
-/// `/metrics/resource` from it.
+/// Produces the node's statistics. The kubelet server serves `/stats/summary`,
+/// `/metrics/resource` and `/metrics/cadvisor` from it.
 #[async_trait]
 pub trait StatsProvider: Send + Sync + 'static {
     /// The newest summary of the node, its pods and containers.
     async fn summary(&self) -> Result<Arc<Summary>, StatsError>;
+
+    /// The newest per-cgroup sample for `/metrics/cadvisor`. The default derives what it
+    /// can from [`StatsProvider::summary`] (CPU, memory, network, writable layers).
+    async fn cadvisor(&self) -> Result<Arc<CadvisorSample>, StatsError> {
+        let summary = self.summary().await?;
+        Ok(Arc::new(CadvisorSample::from_summary(&summary)))
+    }
 }
 
 impl std::fmt::Debug for dyn StatsProvider {
@@ -78,6 +90,12 @@ pub struct StatsConfig {
     pub proc_root: PathBuf,
     /// The pods' top cgroup (`/kubepods`; `/kubepods.slice` with the systemd driver).
     pub pods_cgroup: String,
+    /// The kubelet's cgroup (`kubeletCgroups`): the `kubelet` system container when set.
+    pub kubelet_cgroup: Option<String>,
+    /// The runtime's cgroup (`runtimeCgroups`): the `runtime` system container when set.
+    pub runtime_cgroup: Option<String>,
+    /// The other system daemons' cgroup (`systemCgroups`): the `misc` system container.
+    pub system_cgroup: Option<String>,
     /// The kubelet's root directory (`/var/lib/kubelet`): the node's `fs`, pod volumes.
     pub root_dir: PathBuf,
     /// The pod log directories' root (`/var/log/pods`).
@@ -97,6 +115,9 @@ impl StatsConfig {
             cgroup_fs_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
             pods_cgroup: "/kubepods".to_string(),
+            kubelet_cgroup: None,
+            runtime_cgroup: None,
+            system_cgroup: None,
             root_dir: PathBuf::from("/var/lib/kubelet"),
             pod_logs_root: PathBuf::from("/var/log/pods"),
             image_fs: None,
@@ -104,12 +125,21 @@ impl StatsConfig {
     }
 }
 
+/// One collection's results and when it was taken.
+type Sampled = (std::time::Instant, Arc<Summary>, Arc<CadvisorSample>);
+
 /// The default [`StatsProvider`]: the runtime's pods and containers, measured through their
 /// cgroups, `/proc` and the filesystems; CRI `ListContainerStats` where no cgroup is found
 /// (a runtime without cgroups, or a driver layout not known here).
 ///
-/// The reference also lists the `kubelet` and `runtime` system containers and swap; this
-/// provider lists only the `pods` system container and no swap.
+/// Of the system containers it lists `pods`, as the reference does when no
+/// `kubeletCgroups`/`runtimeCgroups`/`systemCgroups` are configured (it lists those only
+/// when they are).
+///
+/// CRI `ListPodSandboxStats` stands in for a pod whose cgroup or network namespace is not
+/// found: it is asked at the first collection and after any collection that met such a pod
+/// (the pod then gets the runtime's numbers from the next one). A runtime that refuses it
+/// (`Unimplemented`) is not asked again.
 pub struct RuntimeStatsProvider {
     runtime: Arc<dyn Runtime>,
     config: StatsConfig,
@@ -118,7 +148,14 @@ pub struct RuntimeStatsProvider {
     /// collection at a time.
     state: tokio::sync::Mutex<collect::State>,
     /// The newest sample and when it was taken.
-    newest: std::sync::RwLock<Option<(std::time::Instant, Arc<Summary>)>>,
+    newest: std::sync::RwLock<Option<Sampled>>,
+    /// Whether the runtime answers `ListPodSandboxStats` (until it refuses).
+    sandbox_stats: std::sync::atomic::AtomicBool,
+    /// The plugins that measure their own volumes (CSI drivers).
+    volume_sources: Vec<Arc<dyn VolumeStatsSource>>,
+    /// Per pod UID: when the volume sources were last asked, and what they answered.
+    sourced_volumes:
+        tokio::sync::Mutex<HashMap<String, (std::time::Instant, Vec<summary::VolumeStats>)>>,
 }
 
 impl RuntimeStatsProvider {
@@ -131,7 +168,53 @@ impl RuntimeStatsProvider {
             layout,
             state: tokio::sync::Mutex::new(collect::State::default()),
             newest: std::sync::RwLock::new(None),
+            sandbox_stats: std::sync::atomic::AtomicBool::new(true),
+            volume_sources: Vec::new(),
+            sourced_volumes: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Also ask `source` for the pods' volumes (on the volume stats period).
+    pub fn with_volume_source(mut self, source: Arc<dyn VolumeStatsSource>) -> Self {
+        self.volume_sources.push(source);
+        self
+    }
+
+    /// What the volume sources say of each pod's volumes: asked again once the volume stats
+    /// period has passed for the pod, cached in between (a driver call per volume is dearer
+    /// than a cgroup read).
+    async fn sourced_volume_stats(
+        &self,
+        uids: &[String],
+    ) -> HashMap<String, Vec<summary::VolumeStats>> {
+        if self.volume_sources.is_empty() {
+            return HashMap::new();
+        }
+        let mut cache = self.sourced_volumes.lock().await;
+        cache.retain(|uid, _| uids.contains(uid));
+        let mut out = HashMap::new();
+        for uid in uids {
+            let fresh = cache
+                .get(uid)
+                .filter(|(at, _)| at.elapsed() < self.config.volume_stats_period)
+                .map(|(_, v)| v.clone());
+            let volumes = match fresh {
+                Some(v) => v,
+                None => {
+                    let pod_dir = self.config.root_dir.join("pods").join(uid);
+                    let mut v = Vec::new();
+                    for source in &self.volume_sources {
+                        v.extend(source.pod_volume_stats(uid, &pod_dir).await);
+                    }
+                    cache.insert(uid.clone(), (std::time::Instant::now(), v.clone()));
+                    v
+                }
+            };
+            if !volumes.is_empty() {
+                out.insert(uid.clone(), volumes);
+            }
+        }
+        out
     }
 
     /// Housekeeping: a collection now and then every interval, until `shutdown`.
@@ -152,6 +235,32 @@ impl RuntimeStatsProvider {
 
     /// Takes a sample now, caches it and returns it.
     pub async fn collect(&self) -> Result<Arc<Summary>, StatsError> {
+        self.collect_both().await.map(|(summary, _)| summary)
+    }
+
+    /// What the runtime measured of each sandbox, by sandbox ID; empty when it does not
+    /// measure sandboxes.
+    async fn runtime_sandbox_stats(&self) -> HashMap<String, crate::runtime::PodSandboxStats> {
+        use std::sync::atomic::Ordering;
+        if !self.sandbox_stats.load(Ordering::Relaxed) {
+            return HashMap::new();
+        }
+        match self.runtime.list_pod_sandbox_stats().await {
+            Ok(stats) => stats.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            Err(RuntimeError::Unsupported(message)) => {
+                tracing::info!(%message, "the runtime does not measure pod sandboxes; cgroups only");
+                self.sandbox_stats.store(false, Ordering::Relaxed);
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ListPodSandboxStats failed; cgroups only");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Takes a sample now and caches it: the summary and the cAdvisor sample.
+    async fn collect_both(&self) -> Result<(Arc<Summary>, Arc<CadvisorSample>), StatsError> {
         let mut state = self.state.lock().await;
         let all = ListFilter::all();
         let (sandboxes, containers) = tokio::try_join!(
@@ -167,6 +276,13 @@ impl RuntimeStatsProvider {
                 tracing::debug!(error = %e, "ListContainerStats failed; cgroups only");
                 Vec::new()
             });
+        // Only while some pod is not measured through its cgroup and network namespace: the
+        // runtime reads the same cgroups again to answer.
+        let mut sandbox_stats = if state.pods_unmeasured.unwrap_or(true) {
+            self.runtime_sandbox_stats().await
+        } else {
+            HashMap::new()
+        };
         let images_bytes = match self.runtime.list_images().await {
             Ok(images) => Some(images.iter().map(|i| i.size).sum()),
             Err(e) => {
@@ -191,8 +307,10 @@ impl RuntimeStatsProvider {
                 pods.insert(
                     s.metadata.uid.clone(),
                     collect::PodInput {
+                        sandbox_stats: sandbox_stats.remove(&s.id),
                         sandbox: s,
                         containers: Vec::new(),
+                        sourced_volumes: Vec::new(),
                     },
                 );
             }
@@ -214,6 +332,12 @@ impl RuntimeStatsProvider {
                 pod.containers.push((c, stats));
             }
         }
+        let uids: Vec<String> = pods.keys().cloned().collect();
+        for (uid, volumes) in self.sourced_volume_stats(&uids).await {
+            if let Some(pod) = pods.get_mut(&uid) {
+                pod.sourced_volumes = volumes;
+            }
+        }
         let mut pods: Vec<collect::PodInput> = pods.into_values().collect();
         pods.sort_by(|a, b| {
             (&a.sandbox.metadata.namespace, &a.sandbox.metadata.name)
@@ -223,18 +347,18 @@ impl RuntimeStatsProvider {
         let config = self.config.clone();
         let layout = self.layout.clone();
         let mut taken = std::mem::take(&mut *state);
-        let (summary, taken) = tokio::task::spawn_blocking(move || {
-            let summary = collect::sample(&config, &layout, pods, images_bytes, &mut taken);
-            (summary, taken)
+        let ((summary, cadvisor), taken) = tokio::task::spawn_blocking(move || {
+            let sample = collect::sample(&config, &layout, pods, images_bytes, &mut taken);
+            (sample, taken)
         })
         .await
         .map_err(|e| StatsError::Collection(e.to_string()))?;
         *state = taken;
-        let summary = Arc::new(summary);
+        let (summary, cadvisor) = (Arc::new(summary), Arc::new(cadvisor));
         if let Ok(mut newest) = self.newest.write() {
-            *newest = Some((std::time::Instant::now(), summary.clone()));
+            *newest = Some((std::time::Instant::now(), summary.clone(), cadvisor.clone()));
         }
-        Ok(summary)
+        Ok((summary, cadvisor))
     }
 
     /// The newest cached sample, if any was taken.
@@ -242,14 +366,15 @@ impl RuntimeStatsProvider {
         self.newest
             .read()
             .ok()
-            .and_then(|n| n.as_ref().map(|(_, s)| s.clone()))
+            .and_then(|n| n.as_ref().map(|(_, s, _)| s.clone()))
     }
 
     /// The cached sample while housekeeping keeps it fresh (younger than two intervals).
-    fn fresh(&self) -> Option<Arc<Summary>> {
+    fn fresh(&self) -> Option<(Arc<Summary>, Arc<CadvisorSample>)> {
         let newest = self.newest.read().ok()?;
-        let (at, summary) = newest.as_ref()?;
-        (at.elapsed() < self.config.housekeeping_interval * 2).then(|| summary.clone())
+        let (at, summary, cadvisor) = newest.as_ref()?;
+        (at.elapsed() < self.config.housekeeping_interval * 2)
+            .then(|| (summary.clone(), cadvisor.clone()))
     }
 }
 
@@ -259,8 +384,16 @@ impl StatsProvider for RuntimeStatsProvider {
     /// run: an embedder that never spawned [`RuntimeStatsProvider::run`]).
     async fn summary(&self) -> Result<Arc<Summary>, StatsError> {
         match self.fresh() {
-            Some(summary) => Ok(summary),
+            Some((summary, _)) => Ok(summary),
             None => self.collect().await,
+        }
+    }
+
+    /// The cached cgroup sample, taken with the summary.
+    async fn cadvisor(&self) -> Result<Arc<CadvisorSample>, StatsError> {
+        match self.fresh() {
+            Some((_, cadvisor)) => Ok(cadvisor),
+            None => self.collect_both().await.map(|(_, cadvisor)| cadvisor),
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct MemInfo {
     pub inactive_file: u64,
     /// `AnonPages`.
     pub anon: u64,
+    /// `SwapTotal`.
+    pub swap_total: u64,
+    /// `SwapFree`.
+    pub swap_free: u64,
 }
 
 impl MemInfo {
@@ -64,6 +68,8 @@ impl MemInfo {
                 "MemFree" => info.free = bytes,
                 "Inactive(file)" => info.inactive_file = bytes,
                 "AnonPages" => info.anon = bytes,
+                "SwapTotal" => info.swap_total = bytes,
+                "SwapFree" => info.swap_free = bytes,
                 _ => {}
             }
         }
@@ -89,12 +95,20 @@ pub struct InterfaceCounters {
     pub name: String,
     /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
     /// Receive errors.
     pub rx_errors: u64,
+    /// Packets dropped while receiving.
+    pub rx_dropped: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+    /// Packets dropped while sending.
+    pub tx_dropped: u64,
 }
 
 /// The interfaces of a `net/dev` file, without the loopback (which the reference leaves out
@@ -115,9 +129,13 @@ pub fn parse_net_dev(text: &str) -> Vec<InterfaceCounters> {
             Some(InterfaceCounters {
                 name: name.to_string(),
                 rx_bytes: *f.first()?,
+                rx_packets: *f.get(1)?,
                 rx_errors: *f.get(2)?,
+                rx_dropped: *f.get(3)?,
                 tx_bytes: *f.get(8)?,
+                tx_packets: *f.get(9)?,
                 tx_errors: *f.get(10)?,
+                tx_dropped: *f.get(11)?,
             })
         })
         .collect()
@@ -150,6 +168,57 @@ pub fn pid_counts(proc_root: &Path) -> io::Result<(i64, i64)> {
     Ok((max, running))
 }
 
+/// The number of logical CPUs (`cpuN` lines of `/proc/stat`).
+pub fn proc_stat_cores(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            // `cpuN ...`, not the all-CPUs `cpu  ...` line.
+            l.strip_prefix("cpu")
+                .and_then(|rest| rest.split(' ').next())
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count() as u64
+}
+
+/// Block device names by `(major, minor)` from `/proc/diskstats`, as `/dev/<name>`.
+pub fn block_devices(proc_root: &Path) -> std::collections::HashMap<(u32, u32), String> {
+    let text = std::fs::read_to_string(proc_root.join("diskstats")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let major = f.next()?.parse().ok()?;
+            let minor = f.next()?.parse().ok()?;
+            Some(((major, minor), format!("/dev/{}", f.next()?)))
+        })
+        .collect()
+}
+
+/// The source (device) of the mount holding `path`, from `<proc>/self/mountinfo`: the
+/// mount whose mount point is the longest prefix of `path` (the last one mounted there).
+pub fn mount_source(mountinfo: &str, path: &Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let mut fields = line.split(' ');
+        let Some(mount_point) = fields.nth(4) else {
+            continue;
+        };
+        let Some((_, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(source) = after.split(' ').nth(1) else {
+            continue;
+        };
+        let mount_point = Path::new(mount_point);
+        if path.starts_with(mount_point) {
+            let depth = mount_point.components().count();
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                best = Some((depth, source.to_string()));
+            }
+        }
+    }
+    best.map(|(_, source)| source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +238,8 @@ mod tests {
     fn meminfo_working_set() {
         let m = MemInfo::parse(
             "MemTotal:       24683584 kB\nMemFree:         7802968 kB\n\
-             Inactive(file): 10297792 kB\nAnonPages:       1201372 kB\nHugePages_Total: 0\n",
+             Inactive(file): 10297792 kB\nAnonPages:       1201372 kB\nHugePages_Total: 0\n\
+             SwapTotal: 2048 kB\nSwapFree: 1024 kB\n",
         );
         assert_eq!(m.total, 24_683_584 * 1024);
         assert_eq!(m.usage(), (24_683_584 - 7_802_968) * 1024);
@@ -178,6 +248,7 @@ mod tests {
             (24_683_584 - 7_802_968 - 10_297_792) * 1024
         );
         assert_eq!(m.anon, 1_201_372 * 1024);
+        assert_eq!((m.swap_total, m.swap_free), (2048 * 1024, 1024 * 1024));
     }
 
     #[test]
@@ -191,11 +262,39 @@ mod tests {
             [InterfaceCounters {
                 name: "eth0".into(),
                 rx_bytes: 137_730_075,
+                rx_packets: 3796,
                 rx_errors: 7,
+                rx_dropped: 0,
                 tx_bytes: 238_263,
+                tx_packets: 2320,
                 tx_errors: 9,
+                tx_dropped: 0,
             }]
         );
+    }
+
+    #[test]
+    fn cores_devices_and_mount_sources() {
+        assert_eq!(proc_stat_cores(STAT), 1);
+        assert_eq!(proc_stat_cores("cpu  1 2\ncpu0 1\ncpu1 1\ncpufreq 3\n"), 2);
+        let mountinfo = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+            30 22 0:40 / /var/lib/kubelet/pods/x rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_source(mountinfo, Path::new("/var/lib/containerd")).as_deref(),
+            Some("/dev/sda1")
+        );
+        assert_eq!(
+            mount_source(mountinfo, Path::new("/var/lib/kubelet/pods/x/v")).as_deref(),
+            Some("tmpfs")
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            tmp.path().join("diskstats"),
+            "   8       0 sda 1 2 3 4\n   8       1 sda1 1 2 3 4\n",
+        )
+        .expect("write");
+        let devices = block_devices(tmp.path());
+        assert_eq!(devices.get(&(8, 1)).map(String::as_str), Some("/dev/sda1"));
     }
 
     #[test]

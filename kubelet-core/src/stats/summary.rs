@@ -69,6 +69,9 @@ pub struct NodeStats {
     /// Memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    /// Swap (`/proc/meminfo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
     /// Network (the root network namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
@@ -135,6 +138,9 @@ pub struct PodStats {
     /// The pod cgroup's memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    /// The pod cgroup's swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
     /// The pod's network namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStats>,
@@ -183,6 +189,9 @@ pub struct ContainerStats {
     /// Memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    /// Swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapStats>,
     /// Its writable layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<FsStats>,
@@ -229,6 +238,20 @@ pub struct MemoryStats {
     /// Major page faults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub major_page_faults: Option<u64>,
+}
+
+/// Swap usage, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwapStats {
+    /// When sampled.
+    pub time: Time,
+    /// Swap left (the node's free swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_available_bytes: Option<u64>,
+    /// Swap in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_usage_bytes: Option<u64>,
 }
 
 /// One network interface.
@@ -322,6 +345,7 @@ impl Summary {
             start_time: c.start_time,
             cpu: c.cpu.clone(),
             memory: c.memory.clone(),
+            swap: None,
             rootfs: None,
             logs: None,
         };

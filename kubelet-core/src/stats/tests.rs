@@ -4,10 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::cadvisor::encode_cadvisor_metrics;
+use super::metrics::Format;
 use super::{RuntimeStatsProvider, StatsConfig, StatsProvider};
 use crate::Runtime;
 use crate::runtime::{ContainerConfig, ContainerMetadata, PodSandboxConfig, SandboxMetadata};
 use crate::testing::FakeRuntime;
+use crate::testing::Method;
 
 fn write(path: &Path, text: &str) {
     if let Some(dir) = path.parent() {
@@ -71,7 +74,8 @@ fn fixture() -> Fixture {
     );
     write(
         &proc.join("meminfo"),
-        "MemTotal: 1000000 kB\nMemFree: 400000 kB\nInactive(file): 100000 kB\nAnonPages: 200000 kB\n",
+        "MemTotal: 1000000 kB\nMemFree: 400000 kB\nInactive(file): 100000 kB\nAnonPages: 200000 kB\n\
+         SwapTotal: 2000 kB\nSwapFree: 1500 kB\n",
     );
     write(&proc.join("self/net/dev"), NET_DEV);
     write(&proc.join("4242/net/dev"), NET_DEV);
@@ -131,7 +135,11 @@ async fn pods_and_containers_measured_through_their_cgroups() {
         &"x".repeat(8192),
     );
 
-    let provider = RuntimeStatsProvider::new(runtime.clone(), fx.config.clone());
+    cgroup_v1(cg, "system.slice/kubelet.service", 1_000, "");
+    let mut config = fx.config.clone();
+    config.kubelet_cgroup = Some("/system.slice/kubelet.service".into());
+    config.runtime_cgroup = Some(String::new());
+    let provider = RuntimeStatsProvider::new(runtime.clone(), config);
     let first = provider.summary().await.expect("summary");
     let node = &first.node;
     assert_eq!(node.node_name, "node-1");
@@ -156,7 +164,24 @@ async fn pods_and_containers_measured_through_their_cgroups() {
     );
     assert_eq!(net.interfaces.len(), 1, "no loopback");
     assert_eq!(node.rlimit.as_ref().and_then(|r| r.maxpid), Some(32768));
-    let pods_sys = &node.system_containers.as_ref().expect("system containers")[0];
+    let swap = node.swap.as_ref().expect("node swap");
+    assert_eq!(
+        (swap.swap_usage_bytes, swap.swap_available_bytes),
+        (Some(500 * 1024), Some(1500 * 1024))
+    );
+    let system = node.system_containers.as_ref().expect("system containers");
+    let names: Vec<&str> = system.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["kubelet", "pods"],
+        "runtime and misc are not configured"
+    );
+    assert_eq!(
+        system[0].memory.as_ref().and_then(|m| m.working_set_bytes),
+        Some(64 << 20),
+        "the kubelet's cgroup"
+    );
+    let pods_sys = &system[1];
     assert_eq!(pods_sys.name, "pods");
     assert_eq!(
         pods_sys
@@ -231,9 +256,81 @@ async fn pods_and_containers_measured_through_their_cgroups() {
         .expect("ephemeral");
     assert_eq!(eph, 4096 + logs + used);
 
+    // The same collection's cgroup sample for /metrics/cadvisor.
+    let cad = provider.cadvisor().await.expect("cadvisor sample");
+    let ids: Vec<&str> = cad
+        .containers
+        .iter()
+        .map(|c| c.labels.id.as_str())
+        .collect();
+    let pod_id = format!("/{pod_cg}");
+    let sandbox_id = format!("/{pod_cg}/{sandbox}");
+    let container_id = format!("/{pod_cg}/{id}");
+    for want in ["/", "/kubepods", &pod_id, &sandbox_id, &container_id] {
+        assert!(ids.contains(&want), "{want} in {ids:?}");
+    }
+    assert_eq!(
+        cad.machine.cpu_cores, 0,
+        "no cpuN lines in the fixture's /proc/stat"
+    );
+    assert_eq!(cad.machine.memory_bytes, 1_000_000 * 1024);
+    let text = encode_cadvisor_metrics(Some(&cad), Format::Text);
+    let labels = format!(
+        "container=\"app\",id=\"{container_id}\",image=\"busybox\",name=\"{id}\",namespace=\"default\",pod=\"web\""
+    );
+    for (name, value) in [
+        (
+            "container_memory_working_set_bytes",
+            format!("{}.0", 64 << 20),
+        ),
+        ("container_memory_rss", format!("{}.0", 64 << 20)),
+        ("container_memory_usage_bytes", format!("{}.0", 68 << 20)),
+        (
+            "container_spec_memory_limit_bytes",
+            format!("{}.0", 128 << 20),
+        ),
+        ("container_processes", "2.0".to_string()),
+    ] {
+        let prefix = format!("{name}{{{labels}}} {value}");
+        assert!(
+            text.lines().any(|l| l.starts_with(&prefix)),
+            "missing {prefix} in\n{text}"
+        );
+    }
+    let cpu = format!(
+        "container_cpu_usage_seconds_total{{container=\"app\",cpu=\"total\",id=\"{container_id}\""
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&cpu) && l.contains("} 2.0 ")),
+        "{text}"
+    );
+    // The pod's cgroup: container="" with the pod's labels; its sandbox: the network.
+    assert!(
+        text.contains(&format!(
+            "container_memory_working_set_bytes{{container=\"\",id=\"{pod_id}\",image=\"\",name=\"\",namespace=\"default\",pod=\"web\"}}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "container_network_transmit_bytes_total{{container=\"\",id=\"{sandbox_id}\",image=\"\",interface=\"eth0\",name=\"{sandbox}\",namespace=\"default\",pod=\"web\"}} 2000.0"
+        ))),
+        "{text}"
+    );
+    assert!(
+        text.contains("container_network_receive_bytes_total{container=\"\",id=\"/\",image=\"\",interface=\"eth0\",name=\"\",namespace=\"\",pod=\"\"} 1000.0"),
+        "the root cgroup has the node's interfaces: {text}"
+    );
+
     // A second sample: nanocores are the CPU time over the time between the samples.
     cgroup_v1(cg, &format!("{pod_cg}/{id}"), 2_500_000_000, "4243\n");
     let second = provider.collect().await.expect("second sample");
+    assert_eq!(
+        runtime.calls(Method::ListPodSandboxStats),
+        1,
+        "every pod measured through its cgroup: the runtime is not asked again"
+    );
     let before = first.pods[0].containers[0].cpu.clone().expect("cpu");
     let after = second.pods[0].containers[0].cpu.clone().expect("cpu");
     let elapsed = (after.time.0 - before.time.0) as u128;
@@ -273,6 +370,43 @@ async fn without_cgroups_the_runtime_stats_stand_in() {
         pod.memory.as_ref().and_then(|m| m.working_set_bytes),
         Some(8 << 20),
         "the pod is the sum of its containers"
+    );
+    // What the runtime measured of the sandbox stands in for the pod's cgroup and netns.
+    assert_eq!(
+        pod.network.as_ref().map(|n| (
+            n.default_interface.name.as_str(),
+            n.default_interface.rx_bytes
+        )),
+        Some(("eth0", Some(1024))),
+        "the fake runtime's sandbox network"
+    );
+    assert_eq!(
+        pod.process_stats.as_ref().and_then(|p| p.process_count),
+        Some(1)
+    );
+    assert_eq!(runtime.calls(Method::ListPodSandboxStats), 1);
+    // The cAdvisor series of a provider without cgroups: the runtime's numbers, no `id`.
+    let cad = provider.cadvisor().await.expect("cadvisor");
+    let text = encode_cadvisor_metrics(Some(&cad), Format::Text);
+    let app = cad
+        .containers
+        .iter()
+        .find(|c| c.labels.container == "app")
+        .expect("app series");
+    assert_eq!(app.labels.id, "", "no cgroup found");
+    assert_eq!(app.memory.and_then(|m| m.working_set), Some(8 << 20));
+    assert!(
+        text.contains("interface=\"eth0\""),
+        "the sandbox carries the pod's network: {text}"
+    );
+
+    // A runtime failing ListPodSandboxStats: the containers' sum, no network.
+    runtime.fail_next(Method::ListPodSandboxStats, 1);
+    let summary = provider.collect().await.expect("summary");
+    let pod = &summary.pods[0];
+    assert_eq!(
+        pod.memory.as_ref().and_then(|m| m.working_set_bytes),
+        Some(8 << 20)
     );
     assert!(pod.network.is_none() && pod.process_stats.is_none());
     // The node falls back to /proc: busy ticks of /proc/stat, memory of /proc/meminfo.

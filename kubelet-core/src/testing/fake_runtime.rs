@@ -20,9 +20,9 @@ use crate::error::RuntimeError;
 use crate::labels;
 use crate::runtime::{
     AuthConfig, ContainerConfig, ContainerMetadata, ContainerState, ContainerStats,
-    ContainerStatus, ExecResult, ImageInfo, ListFilter, NamespaceMode, PodSandboxConfig,
-    PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult, RuntimeStatus, RuntimeVersion,
-    SandboxState,
+    ContainerStatus, ExecResult, ImageFsInfo, ImageInfo, ListFilter, NamespaceMode,
+    PodSandboxConfig, PodSandboxStatus, Runtime, RuntimeCondition, RuntimeResult, RuntimeStatus,
+    RuntimeVersion, SandboxState,
 };
 
 /// Exit code of a SIGKILLed process.
@@ -74,6 +74,10 @@ pub enum Method {
     ContainerStats,
     /// `list_container_stats`
     ListContainerStats,
+    /// `list_pod_sandbox_stats`
+    ListPodSandboxStats,
+    /// `image_fs_info`
+    ImageFsInfo,
 }
 
 /// One call made to the fake, in order.
@@ -167,6 +171,7 @@ struct Image {
     tag: String,
     digest: String,
     size: u64,
+    pinned: bool,
     /// The image config's user: numeric, or a name.
     uid: Option<i64>,
     username: String,
@@ -184,6 +189,7 @@ impl Image {
             tag: name.to_string(),
             digest: format!("{repo}@sha256:{digest}"),
             size: 1_048_576 + u64::from(digest.as_bytes()[0]) * 4096,
+            pinned: false,
             uid: None,
             username: String::new(),
         }
@@ -195,7 +201,7 @@ impl Image {
             repo_tags: vec![self.tag.clone()],
             repo_digests: vec![self.digest.clone()],
             size: self.size,
-            pinned: false,
+            pinned: self.pinned,
             uid: self.uid,
             username: self.username.clone(),
         }
@@ -213,8 +219,13 @@ struct State {
     next_ip: u32,
     sandboxes: BTreeMap<String, Sandbox>,
     containers: BTreeMap<String, Container>,
+    /// Containers removed by `RemoveContainer`, as they were then (for tests that count a
+    /// container's instances after the kubelet collected the dead ones).
+    removed_containers: Vec<Container>,
     /// Local images by normalised name.
     images: BTreeMap<String, Image>,
+    /// What `image_fs_info` answers; `None`: it refuses, as a runtime without the call.
+    image_fs: Option<Vec<ImageFsInfo>>,
     /// Images a pull succeeds for (normalised), with the user and password it takes.
     registry: BTreeMap<String, Option<(String, String)>>,
     /// Every pull: the image and the user name it was made with.
@@ -283,6 +294,13 @@ impl std::fmt::Debug for FakeRuntime {
     }
 }
 
+/// Whether `c` is container `name` of pod `pod` (its name or UID).
+fn is_container_of(c: &ContainerStatus, pod: &str, name: &str) -> bool {
+    c.metadata.name == name
+        && (c.labels.get(labels::POD_NAME).is_some_and(|p| p == pod)
+            || c.labels.get(labels::POD_UID).is_some_and(|p| p == pod))
+}
+
 impl FakeRuntime {
     /// An empty runtime: no images, no registry images, everything runs forever.
     pub fn new() -> Self {
@@ -293,7 +311,9 @@ impl FakeRuntime {
                 next_ip: 2,
                 sandboxes: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                removed_containers: Vec::new(),
                 images: BTreeMap::new(),
+                image_fs: None,
                 registry: BTreeMap::new(),
                 pulls: Vec::new(),
                 pull_delay: Duration::ZERO,
@@ -363,6 +383,35 @@ impl FakeRuntime {
             .containers
             .get(container_id)
             .map(|c| c.config.clone())
+    }
+
+    /// Set a local image's size in bytes (as `list_images` reports it).
+    pub fn set_image_size(&self, image: &str, size: u64) {
+        if let Some(i) = self.lock().images.get_mut(&normalize_image(image)) {
+            i.size = size;
+        }
+    }
+
+    /// Mark a local image pinned (never garbage collected), as a runtime pins its sandbox
+    /// image.
+    pub fn set_image_pinned(&self, image: &str, pinned: bool) {
+        if let Some(i) = self.lock().images.get_mut(&normalize_image(image)) {
+            i.pinned = pinned;
+        }
+    }
+
+    /// The ID of a local image (`sha256:...`), if present.
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        self.lock()
+            .images
+            .get(&normalize_image(image))
+            .map(|i| i.id.clone())
+    }
+
+    /// What `image_fs_info` answers from now on; `None` (the default) makes it refuse as a
+    /// runtime without the call does.
+    pub fn set_image_fs_info(&self, filesystems: Option<Vec<ImageFsInfo>>) {
+        self.lock().image_fs = filesystems;
     }
 
     /// Make pulls of `image` succeed (pulls of anything else fail with
@@ -557,15 +606,33 @@ impl FakeRuntime {
         all.into_iter().map(|c| self.container_full(c)).collect()
     }
 
+    /// Every instance of container `name` in pod `pod` (name or UID) ever created: those
+    /// removed with `RemoveContainer` (as they were then) and those still there, oldest
+    /// first.
+    pub fn container_instances_of(&self, pod: &str, name: &str) -> Vec<ContainerStatus> {
+        let removed: Vec<ContainerStatus> = {
+            let state = self.lock();
+            let mut removed: Vec<&Container> = state.removed_containers.iter().collect();
+            removed.sort_by_key(|c| c.seq);
+            removed
+                .into_iter()
+                .map(|c| self.container_full(c))
+                .collect()
+        };
+        let mut all: Vec<ContainerStatus> = removed
+            .into_iter()
+            .chain(self.containers())
+            .filter(|c| is_container_of(c, pod, name))
+            .collect();
+        all.sort_by_key(|c| c.created_at);
+        all
+    }
+
     /// Full status of the containers named `name` in pod `pod` (name or UID), oldest first.
     pub fn containers_of(&self, pod: &str, name: &str) -> Vec<ContainerStatus> {
         self.containers()
             .into_iter()
-            .filter(|c| {
-                c.metadata.name == name
-                    && (c.labels.get(labels::POD_NAME).is_some_and(|p| p == pod)
-                        || c.labels.get(labels::POD_UID).is_some_and(|p| p == pod))
-            })
+            .filter(|c| is_container_of(c, pod, name))
             .collect()
     }
 
@@ -1172,7 +1239,9 @@ impl Runtime for FakeRuntime {
             // containerd forcibly stops a running container before removing it.
             c.kill(now);
         }
-        state.containers.remove(container_id);
+        if let Some(gone) = state.containers.remove(container_id) {
+            state.removed_containers.push(gone);
+        }
         Ok(())
     }
 
@@ -1275,6 +1344,13 @@ impl Runtime for FakeRuntime {
         // Accept the image ID too, as the kubelet's image GC removes by ID.
         state.images.retain(|key, i| *key != name && i.id != image);
         Ok(())
+    }
+
+    async fn image_fs_info(&self) -> RuntimeResult<Vec<ImageFsInfo>> {
+        self.enter(Method::ImageFsInfo, "")?;
+        self.lock().image_fs.clone().ok_or_else(|| {
+            RuntimeError::Unsupported("ImageFsInfo: not supported by this runtime".to_string())
+        })
     }
 
     async fn exec_sync(
@@ -1385,6 +1461,62 @@ impl Runtime for FakeRuntime {
                 self.stats_of(c, now)
             })
             .collect())
+    }
+
+    /// Each ready sandbox: the sum of its running containers' usage, and an `eth0` that
+    /// has received 1 KiB and sent 512 bytes per container.
+    async fn list_pod_sandbox_stats(&self) -> RuntimeResult<Vec<crate::runtime::PodSandboxStats>> {
+        self.enter(Method::ListPodSandboxStats, "")?;
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        let ready: Vec<(String, crate::runtime::SandboxMetadata)> = state
+            .sandboxes
+            .values()
+            .filter(|s| s.state == SandboxState::Ready)
+            .map(|s| (s.id.clone(), s.config.metadata.clone()))
+            .collect();
+        for (id, metadata) in ready {
+            let containers: Vec<ContainerStats> = state
+                .containers
+                .values_mut()
+                .filter(|c| c.sandbox_id == id)
+                .map(|c| {
+                    c.settle(now);
+                    self.stats_of(c, now)
+                })
+                .filter(|s| s.memory_working_set_bytes.is_some())
+                .collect();
+            let n = containers.len() as u64;
+            out.push(crate::runtime::PodSandboxStats {
+                id,
+                metadata,
+                timestamp: self.clock.ns(now),
+                cpu_usage_core_nanoseconds: Some(
+                    containers
+                        .iter()
+                        .filter_map(|c| c.cpu_usage_core_nanoseconds)
+                        .sum(),
+                ),
+                memory_working_set_bytes: Some(
+                    containers
+                        .iter()
+                        .filter_map(|c| c.memory_working_set_bytes)
+                        .sum(),
+                ),
+                network: vec![crate::runtime::InterfaceUsage {
+                    name: "eth0".into(),
+                    rx_bytes: Some(1024 * n),
+                    rx_errors: Some(0),
+                    tx_bytes: Some(512 * n),
+                    tx_errors: Some(0),
+                }],
+                process_count: Some(n),
+                containers,
+                ..Default::default()
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -184,6 +184,7 @@ impl VolumePlugin for EmptyDirPlugin {
                 Medium::Disk => size_limit_bytes,
                 Medium::Memory => None,
             },
+            block_device: None,
         })
     }
 

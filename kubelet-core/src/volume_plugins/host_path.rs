@@ -107,6 +107,7 @@ impl VolumePlugin for HostPathPlugin {
             host_path: path,
             read_only: false,
             size_limit_bytes: None,
+            block_device: None,
         })
     }
 

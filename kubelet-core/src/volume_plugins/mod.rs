@@ -11,6 +11,7 @@ pub mod ownership;
 
 pub use empty_dir::{EmptyDirPlugin, disk_usage, size_limit_eviction_message};
 pub use host_path::HostPathPlugin;
+pub(crate) use mount::mount_points;
 pub use mount::{FakeMounter, HostMounter, Mounter};
 pub(crate) use mount::{ensure_tmpfs, remove_volume_dir};
 

@@ -1,5 +1,6 @@
-//! Mounting memory-backed volumes: the [`Mounter`] seam, the host's mount table
-//! ([`HostMounter`]) and a recording fake ([`FakeMounter`]) for tests that run unprivileged.
+//! Mounting memory-backed volumes and subPath bind mounts: the [`Mounter`] seam, the host's
+//! mount table ([`HostMounter`]) and a recording fake ([`FakeMounter`]) for tests that run
+//! unprivileged.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -7,12 +8,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Mounts tmpfs file systems at volume directories and unmounts them.
+/// Mounts tmpfs file systems at volume directories and bind mounts for subPaths, and
+/// unmounts them.
 pub trait Mounter: Send + Sync + Debug + 'static {
     /// Whether `path` is itself a mount point.
     fn is_mount_point(&self, path: &Path) -> io::Result<bool>;
     /// Mount a tmpfs at `path` (an existing directory), limited to `size_bytes` when given.
     fn mount_tmpfs(&self, path: &Path, size_bytes: Option<u64>) -> io::Result<()>;
+    /// Bind-mount `source` onto `target` (an existing file or directory of the same kind).
+    /// For subPaths the source is `/proc/<pid>/fd/<n>`, a path the kubelet opened without
+    /// following links, so that the mount is of what was checked.
+    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Unmount whatever is mounted at `path`.
     fn unmount(&self, path: &Path) -> io::Result<()>;
 }
@@ -75,6 +81,17 @@ impl Mounter for HostMounter {
         .map_err(io::Error::from)
     }
 
+    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()> {
+        nix::mount::mount(
+            Some(source),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)
+    }
+
     fn unmount(&self, path: &Path) -> io::Result<()> {
         match nix::mount::umount(path) {
             Ok(()) => Ok(()),
@@ -94,6 +111,7 @@ impl Mounter for HostMounter {
 #[derive(Debug, Clone, Default)]
 pub struct FakeMounter {
     mounted: Arc<Mutex<BTreeMap<PathBuf, Option<u64>>>>,
+    binds: Arc<Mutex<BTreeMap<PathBuf, PathBuf>>>,
     unmounted: Arc<Mutex<Vec<PathBuf>>>,
 }
 
@@ -111,6 +129,15 @@ impl FakeMounter {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The bind mounts in place now: target -> the source as it resolved when it was
+    /// mounted (for a `/proc/<pid>/fd/<n>` source, the file the descriptor was open on).
+    pub fn binds(&self) -> BTreeMap<PathBuf, PathBuf> {
+        self.binds
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     /// Every path unmounted so far, in order.
     pub fn unmounted(&self) -> Vec<PathBuf> {
         self.unmounted
@@ -122,7 +149,7 @@ impl FakeMounter {
 
 impl Mounter for FakeMounter {
     fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
-        Ok(self.mounts().contains_key(path))
+        Ok(self.mounts().contains_key(path) || self.binds().contains_key(path))
     }
 
     fn mount_tmpfs(&self, path: &Path, size_bytes: Option<u64>) -> io::Result<()> {
@@ -137,9 +164,28 @@ impl Mounter for FakeMounter {
         Ok(())
     }
 
+    fn bind_mount(&self, source: &Path, target: &Path) -> io::Result<()> {
+        // Resolved now: a descriptor source is gone once the caller closes it.
+        let resolved = std::fs::canonicalize(source)?;
+        let (source_dir, target_dir) = (resolved.is_dir(), std::fs::metadata(target)?.is_dir());
+        if source_dir != target_dir {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bind mount source and target are not of the same kind",
+            ));
+        }
+        let mut b = self.binds.lock().unwrap_or_else(|p| p.into_inner());
+        b.insert(target.to_path_buf(), resolved);
+        Ok(())
+    }
+
     fn unmount(&self, path: &Path) -> io::Result<()> {
-        let mut m = self.mounted.lock().unwrap_or_else(|p| p.into_inner());
-        if m.remove(path).is_none() {
+        let removed = {
+            let mut m = self.mounted.lock().unwrap_or_else(|p| p.into_inner());
+            let mut b = self.binds.lock().unwrap_or_else(|p| p.into_inner());
+            m.remove(path).is_some() || b.remove(path).is_some()
+        };
+        if !removed {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not mounted"));
         }
         self.unmounted

@@ -13,6 +13,7 @@ use crate::proto::csi::v1 as csi;
 use crate::proto::csi::v1::identity_server::{Identity, IdentityServer};
 use crate::proto::csi::v1::node_server::{Node, NodeServer};
 use crate::testing::server::{self, ServerHandle};
+use crate::volume::block::loop_device;
 
 /// A fault to inject into one RPC of the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,18 @@ pub struct HostPathOptions {
     pub topology: BTreeMap<String, String>,
     /// Where the volumes' directories live (`<state_dir>/<volume_id>`).
     pub state_dir: PathBuf,
+    /// Whether the driver announces `STAGE_UNSTAGE_VOLUME` (default true). Without it,
+    /// `NodePublishVolume` bind-mounts the volume directory itself.
+    pub stage_unstage: bool,
+    /// Whether the driver announces `VOLUME_MOUNT_GROUP` (default false).
+    pub volume_mount_group: bool,
+    /// Whether the driver serves the access type `Block` (default true): a volume is then
+    /// a backing file `<state_dir>/<volume_id>.img` attached to a loop device, whose node
+    /// stage and publish bind-mount onto files. Without it, a `Block` capability is
+    /// refused with `InvalidArgument`.
+    pub block: bool,
+    /// The size of a block volume's backing file (default 8 MiB, sparse).
+    pub block_size_bytes: u64,
 }
 
 impl HostPathOptions {
@@ -48,8 +61,63 @@ impl HostPathOptions {
             max_volumes_per_node: 0,
             topology: BTreeMap::new(),
             state_dir,
+            stage_unstage: true,
+            volume_mount_group: false,
+            block: true,
+            block_size_bytes: 8 << 20,
         }
     }
+}
+
+/// A stage or publish request as the driver received it, for tests to check what the
+/// kubelet sent (secrets included: this is a test driver).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `NodeStageVolume` or `NodePublishVolume`.
+    pub op: String,
+    /// The volume ID.
+    pub volume_id: String,
+    /// The staging path (empty when not staged).
+    pub staging_target_path: String,
+    /// The publish target (empty for stage).
+    pub target_path: String,
+    /// `volume_context`.
+    pub volume_context: BTreeMap<String, String>,
+    /// `publish_context`.
+    pub publish_context: BTreeMap<String, String>,
+    /// `secrets`.
+    pub secrets: BTreeMap<String, String>,
+    /// `readonly` (publish only).
+    pub readonly: bool,
+    /// The mount capability's filesystem type.
+    pub fs_type: String,
+    /// The mount capability's `volume_mount_group`.
+    pub volume_mount_group: String,
+    /// The access mode.
+    pub access_mode: i32,
+    /// Whether the capability's access type is `Block` (else `Mount`).
+    pub block: bool,
+}
+
+impl RecordedRequest {
+    fn capability(mut self, cap: Option<&csi::VolumeCapability>) -> Self {
+        if let Some(cap) = cap {
+            match &cap.access_type {
+                Some(csi::volume_capability::AccessType::Mount(m)) => {
+                    self.fs_type = m.fs_type.clone();
+                    self.volume_mount_group = m.volume_mount_group.clone();
+                }
+                Some(csi::volume_capability::AccessType::Block(_)) => self.block = true,
+                None => {}
+            }
+            self.access_mode = cap.access_mode.as_ref().map_or(0, |m| m.mode);
+        }
+        self
+    }
+}
+
+fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[derive(Debug, Default)]
@@ -62,9 +130,19 @@ struct State {
     mounts: HashSet<PathBuf>,
     /// Injected faults by RPC name (e.g. `NodePublishVolume`).
     faults: HashMap<String, Fault>,
+    /// How many more calls an injected fault applies to (absent: every call).
+    fault_counts: HashMap<String, usize>,
+    /// Stage and publish requests in the order they came.
+    requests: Vec<RecordedRequest>,
     /// RPC names in the order they were called.
     calls: Vec<String>,
+    /// Block volumes attached to a loop device: volume ID -> loop device.
+    loops: HashMap<String, PathBuf>,
 }
+
+/// The file below a block volume's staging directory that the loop device is bind-mounted
+/// onto.
+pub const STAGED_DEVICE_FILE: &str = "device";
 
 /// A hostpath-style CSI node driver (see the [module](crate::testing) docs). Cheap to clone:
 /// clones share state, so a test can inject faults into a serving driver.
@@ -97,12 +175,57 @@ impl HostPathDriver {
 
     /// Inject `fault` into every later call of the RPC `op` (e.g. `"NodePublishVolume"`).
     pub fn inject(&self, op: &str, fault: Fault) {
-        self.lock().faults.insert(op.to_string(), fault);
+        let mut state = self.lock();
+        state.faults.insert(op.to_string(), fault);
+        state.fault_counts.remove(op);
+    }
+
+    /// Inject `fault` into the next `times` calls of `op` only.
+    pub fn inject_times(&self, op: &str, fault: Fault, times: usize) {
+        let mut state = self.lock();
+        state.faults.insert(op.to_string(), fault);
+        state.fault_counts.insert(op.to_string(), times);
     }
 
     /// Remove the fault of `op`.
     pub fn clear(&self, op: &str) {
-        self.lock().faults.remove(op);
+        let mut state = self.lock();
+        state.faults.remove(op);
+        state.fault_counts.remove(op);
+    }
+
+    /// How many times `op` was called so far.
+    pub fn count(&self, op: &str) -> usize {
+        self.lock().calls.iter().filter(|c| *c == op).count()
+    }
+
+    /// The stage and publish requests received so far (after fault injection: a request
+    /// answered with an injected fault is not recorded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// The directory holding volume `volume_id`'s data.
+    pub fn volume_path(&self, volume_id: &str) -> PathBuf {
+        self.options.state_dir.join(volume_id)
+    }
+
+    /// The volumes staged now, with their staging paths.
+    pub fn staged(&self) -> BTreeMap<String, PathBuf> {
+        self.lock()
+            .staged
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The publish targets now, with their volume IDs.
+    pub fn published(&self) -> BTreeMap<PathBuf, String> {
+        self.lock()
+            .published
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The RPCs called so far, in order.
@@ -117,7 +240,8 @@ impl HostPathDriver {
         mounts
     }
 
-    /// Lazily unmount everything the driver still has mounted (deepest first).
+    /// Lazily unmount everything the driver still has mounted (deepest first), and detach
+    /// its loop devices.
     pub fn unmount_all(&self) {
         let mut mounts: Vec<PathBuf> = self.lock().mounts.drain().collect();
         mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -126,6 +250,105 @@ impl HostPathDriver {
                 tracing::warn!(path = %mount.display(), error = %e, "cleanup unmount failed");
             }
         }
+        let loops: Vec<PathBuf> = self.lock().loops.drain().map(|(_, d)| d).collect();
+        for device in loops {
+            if let Err(e) = loop_device::detach(&device) {
+                tracing::warn!(device = %device.display(), error = %e, "cleanup loop detach failed");
+            }
+        }
+    }
+
+    /// The backing file of block volume `volume_id`.
+    pub fn block_path(&self, volume_id: &str) -> PathBuf {
+        self.options.state_dir.join(format!("{volume_id}.img"))
+    }
+
+    /// The block volumes attached to a loop device now, with their loop devices.
+    pub fn loop_devices(&self) -> BTreeMap<String, PathBuf> {
+        self.lock()
+            .loops
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Delete volume `volume_id` (as `DeleteVolume` would): detach its loop device and remove
+    /// its backing file or directory. Refused while it is staged or published.
+    pub fn delete_volume(&self, volume_id: &str) -> Result<(), Status> {
+        let dir = self.volume_dir(volume_id)?;
+        {
+            let state = self.lock();
+            if state.staged.contains_key(volume_id)
+                || state.published.values().any(|v| v == volume_id)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "volume {volume_id} is in use"
+                )));
+            }
+        }
+        self.detach_block(volume_id)?;
+        let file = self.block_path(volume_id);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(internal("remove", &file, e));
+            }
+            _ => {}
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(internal("remove", &dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The loop device of block volume `volume_id`, attaching its backing file (made on
+    /// first use) when it has none.
+    fn attach_block(&self, volume_id: &str) -> Result<PathBuf, Status> {
+        self.volume_dir(volume_id)?;
+        if let Some(device) = self.lock().loops.get(volume_id) {
+            return Ok(device.clone());
+        }
+        let file = self.block_path(volume_id);
+        std::fs::create_dir_all(&self.options.state_dir)
+            .map_err(|e| internal("create", &self.options.state_dir, e))?;
+        let backing = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&file)
+            .map_err(|e| internal("create", &file, e))?;
+        if backing.metadata().map(|m| m.len()).unwrap_or(0) < self.options.block_size_bytes {
+            backing
+                .set_len(self.options.block_size_bytes)
+                .map_err(|e| internal("size", &file, e))?;
+        }
+        drop(backing);
+        let device = loop_device::attach(&file).map_err(|e| internal("attach", &file, e))?;
+        self.lock()
+            .loops
+            .insert(volume_id.to_string(), device.clone());
+        Ok(device)
+    }
+
+    /// Detach the loop device of `volume_id`, if it has one.
+    fn detach_block(&self, volume_id: &str) -> Result<(), Status> {
+        let device = self.lock().loops.get(volume_id).cloned();
+        if let Some(device) = device {
+            loop_device::detach(&device).map_err(|e| internal("detach", &device, e))?;
+            self.lock().loops.remove(volume_id);
+        }
+        Ok(())
+    }
+
+    /// Detach `volume_id`'s loop device once it is neither staged nor published anywhere.
+    fn detach_block_if_unused(&self, volume_id: &str) -> Result<(), Status> {
+        let used = {
+            let state = self.lock();
+            state.staged.contains_key(volume_id) || state.published.values().any(|v| v == volume_id)
+        };
+        if used {
+            return Ok(());
+        }
+        self.detach_block(volume_id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -137,7 +360,15 @@ impl HostPathDriver {
         let fault = {
             let mut state = self.lock();
             state.calls.push(op.to_string());
-            state.faults.get(op).cloned()
+            let fault = state.faults.get(op).cloned();
+            if let Some(left) = state.fault_counts.get_mut(op) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    state.fault_counts.remove(op);
+                    state.faults.remove(op);
+                }
+            }
+            fault
         };
         match fault {
             None => Ok(()),
@@ -177,17 +408,33 @@ fn require_path(field: &str, value: &str) -> Result<PathBuf, Status> {
     Ok(PathBuf::from(value))
 }
 
-/// The hostpath driver serves mounted filesystems only.
-fn require_mount(cap: Option<&csi::VolumeCapability>) -> Result<(), Status> {
+/// Whether the capability asks for a block volume (else a mounted filesystem); `Block` is
+/// refused by a driver without [`HostPathOptions::block`].
+fn access_is_block(
+    cap: Option<&csi::VolumeCapability>,
+    block_offered: bool,
+) -> Result<bool, Status> {
     let cap =
         cap.ok_or_else(|| Status::invalid_argument("volume capability missing in request"))?;
     match cap.access_type {
-        Some(csi::volume_capability::AccessType::Mount(_)) => Ok(()),
+        Some(csi::volume_capability::AccessType::Mount(_)) => Ok(false),
+        Some(csi::volume_capability::AccessType::Block(_)) if block_offered => Ok(true),
         Some(csi::volume_capability::AccessType::Block(_)) => Err(Status::invalid_argument(
             "block access type is not supported by the hostpath test driver",
         )),
         None => Err(Status::invalid_argument("access type missing in request")),
     }
+}
+
+/// Create an empty file at `path` (the target of a device bind mount) unless one is there.
+fn create_file(path: &Path) -> Result<(), Status> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| internal("create", path, e))
 }
 
 fn bind_mount(source: &Path, target: &Path, read_only: bool) -> Result<(), Status> {
@@ -268,7 +515,22 @@ impl Node for HostPathDriver {
         let req = request.into_inner();
         let source = self.volume_dir(&req.volume_id)?;
         let staging = require_path("staging target path", &req.staging_target_path)?;
-        require_mount(req.volume_capability.as_ref())?;
+        let block = access_is_block(req.volume_capability.as_ref(), self.options.block)?;
+        self.lock().requests.push(
+            RecordedRequest {
+                op: "NodeStageVolume".into(),
+                volume_id: req.volume_id.clone(),
+                staging_target_path: req.staging_target_path.clone(),
+                volume_context: sorted(&req.volume_context),
+                publish_context: sorted(&req.publish_context),
+                secrets: sorted(&req.secrets),
+                ..RecordedRequest::default()
+            }
+            .capability(req.volume_capability.as_ref()),
+        );
+        if !self.options.stage_unstage {
+            return Err(Status::unimplemented("NodeStageVolume is not offered"));
+        }
         if let Some(existing) = self.lock().staged.get(&req.volume_id) {
             if *existing == staging {
                 return Ok(Response::new(csi::NodeStageVolumeResponse {}));
@@ -284,6 +546,21 @@ impl Node for HostPathDriver {
                 "staging target path {} is not a directory",
                 staging.display()
             )));
+        }
+        if block {
+            // The volume "attached to the node": its loop device, on a file below staging.
+            let device = self.attach_block(&req.volume_id)?;
+            let file = staging.join(STAGED_DEVICE_FILE);
+            create_file(&file)?;
+            if let Err(e) = bind_mount(&device, &file, false) {
+                let _ = std::fs::remove_file(&file);
+                self.detach_block_if_unused(&req.volume_id)?;
+                return Err(e);
+            }
+            let mut state = self.lock();
+            state.mounts.insert(file);
+            state.staged.insert(req.volume_id, staging);
+            return Ok(Response::new(csi::NodeStageVolumeResponse {}));
         }
         std::fs::create_dir_all(&source).map_err(|e| internal("create", &source, e))?;
         bind_mount(&source, &staging, false)?;
@@ -303,11 +580,19 @@ impl Node for HostPathDriver {
         let staging = require_path("staging target path", &req.staging_target_path)?;
         let staged_here = self.lock().staged.get(&req.volume_id) == Some(&staging);
         if staged_here {
+            let device_file = staging.join(STAGED_DEVICE_FILE);
+            if device_file.exists() {
+                unmount(&device_file)?;
+                std::fs::remove_file(&device_file)
+                    .map_err(|e| internal("remove", &device_file, e))?;
+                self.lock().mounts.remove(&device_file);
+            }
             unmount(&staging)?;
             let mut state = self.lock();
             state.mounts.remove(&staging);
             state.staged.remove(&req.volume_id);
         }
+        self.detach_block_if_unused(&req.volume_id)?;
         Ok(Response::new(csi::NodeUnstageVolumeResponse {}))
     }
 
@@ -317,18 +602,37 @@ impl Node for HostPathDriver {
     ) -> Result<Response<csi::NodePublishVolumeResponse>, Status> {
         self.enter("NodePublishVolume").await?;
         let req = request.into_inner();
-        self.volume_dir(&req.volume_id)?;
+        let volume_dir = self.volume_dir(&req.volume_id)?;
         let target = require_path("target path", &req.target_path)?;
-        require_mount(req.volume_capability.as_ref())?;
-        if req.staging_target_path.is_empty() {
-            return Err(Status::failed_precondition(
-                "staging target path not set (the driver has STAGE_UNSTAGE_VOLUME)",
-            ));
+        let block = access_is_block(req.volume_capability.as_ref(), self.options.block)?;
+        self.lock().requests.push(
+            RecordedRequest {
+                op: "NodePublishVolume".into(),
+                volume_id: req.volume_id.clone(),
+                staging_target_path: req.staging_target_path.clone(),
+                target_path: req.target_path.clone(),
+                volume_context: sorted(&req.volume_context),
+                publish_context: sorted(&req.publish_context),
+                secrets: sorted(&req.secrets),
+                readonly: req.readonly,
+                ..RecordedRequest::default()
+            }
+            .capability(req.volume_capability.as_ref()),
+        );
+        // Without a staging path (inline ephemeral volumes, or a driver without
+        // STAGE_UNSTAGE_VOLUME) the volume directory itself is published.
+        let staged = !req.staging_target_path.is_empty();
+        if !staged && !block {
+            std::fs::create_dir_all(&volume_dir).map_err(|e| internal("create", &volume_dir, e))?;
         }
-        let staging = PathBuf::from(&req.staging_target_path);
+        let staging = if staged {
+            PathBuf::from(&req.staging_target_path)
+        } else {
+            volume_dir
+        };
         {
             let state = self.lock();
-            if state.staged.get(&req.volume_id) != Some(&staging) {
+            if staged && state.staged.get(&req.volume_id) != Some(&staging) {
                 return Err(Status::failed_precondition(format!(
                     "volume {} is not staged at {}",
                     req.volume_id,
@@ -347,6 +651,27 @@ impl Node for HostPathDriver {
                 }
                 None => {}
             }
+        }
+        if block {
+            // The device, from its staged file or (not staged) its loop device, onto a
+            // file the SP creates; the parent directory is the CO's.
+            let device = if staged {
+                staging.join(STAGED_DEVICE_FILE)
+            } else {
+                self.attach_block(&req.volume_id)?
+            };
+            create_file(&target)?;
+            if let Err(e) = bind_mount(&device, &target, req.readonly) {
+                let _ = std::fs::remove_file(&target);
+                if !staged {
+                    self.detach_block_if_unused(&req.volume_id)?;
+                }
+                return Err(e);
+            }
+            let mut state = self.lock();
+            state.mounts.insert(target.clone());
+            state.published.insert(target, req.volume_id);
+            return Ok(Response::new(csi::NodePublishVolumeResponse {}));
         }
         // The SP creates the target path; its parent exists.
         std::fs::create_dir_all(&target).map_err(|e| internal("create", &target, e))?;
@@ -372,13 +697,21 @@ impl Node for HostPathDriver {
             state.mounts.remove(&target);
             state.published.remove(&target);
         }
-        // The SP deletes what it created at the target path.
-        match std::fs::remove_dir(&target) {
+        // The SP deletes what it created at the target path: a directory, or the file of a
+        // block volume.
+        let removed = if target.is_dir() {
+            std::fs::remove_dir(&target)
+        } else {
+            std::fs::remove_file(&target)
+        };
+        match removed {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(internal("remove", &target, e));
             }
             _ => {}
         }
+        // A block volume published without staging leaves the node with its last target.
+        self.detach_block_if_unused(&req.volume_id)?;
         Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
     }
 
@@ -448,17 +781,23 @@ impl Node for HostPathDriver {
     ) -> Result<Response<csi::NodeGetCapabilitiesResponse>, Status> {
         self.enter("NodeGetCapabilities").await?;
         use csi::node_service_capability::{Rpc, Type, rpc};
-        let capabilities = [
-            rpc::Type::StageUnstageVolume,
+        let mut types = vec![
             rpc::Type::GetVolumeStats,
             rpc::Type::ExpandVolume,
             rpc::Type::VolumeCondition,
-        ]
-        .into_iter()
-        .map(|t| csi::NodeServiceCapability {
-            r#type: Some(Type::Rpc(Rpc { r#type: t.into() })),
-        })
-        .collect();
+        ];
+        if self.options.stage_unstage {
+            types.push(rpc::Type::StageUnstageVolume);
+        }
+        if self.options.volume_mount_group {
+            types.push(rpc::Type::VolumeMountGroup);
+        }
+        let capabilities = types
+            .into_iter()
+            .map(|t| csi::NodeServiceCapability {
+                r#type: Some(Type::Rpc(Rpc { r#type: t.into() })),
+            })
+            .collect();
         Ok(Response::new(csi::NodeGetCapabilitiesResponse {
             capabilities,
         }))

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod objects;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -617,6 +617,10 @@ impl VolumePlugin for ApiObjectVolumePlugin {
         API_OBJECT_PLUGIN_NAME
     }
 
+    fn pod_volume_dirs(&self) -> Vec<String> {
+        Kind::ALL.iter().map(|k| k.dir().to_string()).collect()
+    }
+
     fn can_support(&self, volume: &Volume) -> bool {
         Kind::of(volume).is_some()
     }
@@ -666,6 +670,7 @@ impl VolumePlugin for ApiObjectVolumePlugin {
             host_path: dir,
             read_only: true,
             size_limit_bytes: None,
+            block_device: None,
         })
     }
 

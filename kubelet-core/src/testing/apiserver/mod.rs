@@ -7,8 +7,11 @@
 //!   `kube-node-lease` exist), configmaps, secrets, serviceaccounts (a `default` one per
 //!   namespace, as the serviceaccount controller makes) and `serviceaccounts/<n>/token`,
 //!   core/v1 and events.k8s.io/v1 events (one storage, converted), coordination.k8s.io/v1
-//!   leases; discovery (`/api`, `/apis`, `/api/v1`, `/apis/<g>/<v>`), `/version`,
-//!   `/healthz`, `/livez`, `/readyz`.
+//!   leases, core/v1 persistentvolumes and persistentvolumeclaims (with `status`),
+//!   storage.k8s.io/v1 csinodes, csidrivers, storageclasses and volumeattachments (with
+//!   `status`), with kube-apiserver v1.28's defaults and validation of them; discovery
+//!   (`/api`, `/apis`, `/api/v1`, `/apis/<g>/<v>`), `/version`, `/healthz`, `/livez`,
+//!   `/readyz`.
 //! - One global resourceVersion; uid, creationTimestamp, generateName, namespace,
 //!   generation (pods) set by the server; pod defaults (restartPolicy, grace period,
 //!   imagePullPolicy, phase Pending, qosClass...); 201 on create, 200 otherwise; errors
@@ -67,6 +70,7 @@ mod routes;
 mod selectors;
 mod services;
 mod status;
+mod storage;
 mod store;
 mod tls;
 mod token;

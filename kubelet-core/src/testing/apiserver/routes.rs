@@ -550,7 +550,9 @@ fn serve(
             let gone = shared.lock_store().delete(sinfo, &ns, &name, &opts)?;
             // Pods (ReturnDeletedObject) and namespaces answer with the object; the other
             // registries with a Success Status naming what was deleted.
-            if matches!(info.storage, "pods" | "namespaces") {
+            if matches!(info.storage, "pods" | "namespaces")
+                || super::storage::STORAGES.contains(&info.storage)
+            {
                 return Ok(Served::Json(200, to_external(info, &gone)));
             }
             let mut details = json!({

@@ -77,10 +77,15 @@ impl ApiError {
 
     /// 422 Invalid with field causes: `(field, cause reason, message)`.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: &[(String, &str, String)]) -> Self {
-        let listed: Vec<String> = causes
-            .iter()
-            .map(|(field, _, msg)| format!("{field}: {msg}"))
-            .collect();
+        // The message is the aggregate of the causes, which drops repeated ones (the
+        // causes themselves are all kept).
+        let mut listed: Vec<String> = Vec::new();
+        for (field, _, msg) in causes {
+            let line = format!("{field}: {msg}");
+            if !listed.contains(&line) {
+                listed.push(line);
+            }
+        }
         let joined = if listed.len() == 1 {
             listed[0].clone()
         } else {

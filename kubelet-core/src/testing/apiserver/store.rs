@@ -15,6 +15,7 @@ use super::resources::{ResourceInfo, storage_form};
 use super::selectors::Selectors;
 use super::services;
 use super::status::ApiError;
+use super::storage;
 use super::typed;
 
 /// The type of a watch event.
@@ -379,20 +380,24 @@ impl Store {
         let label = matches!(info.storage, "namespaces");
         if !valid_dns_name(&name, label) && info.storage != "events" {
             let what = if label {
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
             } else {
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                storage::DNS1123_SUBDOMAIN_MSG
             };
-            return Err(ApiError::invalid(
-                info.kind,
-                info.group,
-                &name,
-                &[(
-                    "metadata.name".to_string(),
-                    "FieldValueInvalid",
-                    format!("Invalid value: \"{name}\": {what}"),
-                )],
-            ));
+            let cause = (
+                "metadata.name".to_string(),
+                "FieldValueInvalid",
+                format!("Invalid value: \"{name}\": {what}"),
+            );
+            // The storage kinds report it with the spec's errors, as one validation.
+            let mut causes = vec![cause];
+            if storage::STORAGES.contains(&info.storage) {
+                let mut typed =
+                    typed::normalize(info, obj.clone()).map_err(ApiError::bad_request)?;
+                storage::defaults_on_create(info.storage, &mut typed);
+                causes.extend(storage::validate(info.storage, &typed));
+            }
+            return Err(ApiError::invalid(info.kind, info.group, &name, &causes));
         }
         let key = Self::key(info, ns, &name);
         if self.objects.contains_key(&key) {
@@ -486,6 +491,11 @@ impl Store {
             ));
         }
         let cur_rv = meta(&cur, "resourceVersion").unwrap_or_default();
+        if storage::REQUIRES_RESOURCE_VERSION.contains(&info.storage)
+            && meta(&proposed, "resourceVersion").is_none_or(|r| r.is_empty())
+        {
+            return Err(storage::unconditional_update(info, name));
+        }
         if let Some(rv) = meta(&proposed, "resourceVersion").filter(|r| !r.is_empty())
             && rv != cur_rv
         {
@@ -562,6 +572,9 @@ impl Store {
         }
         m.remove("managedFields");
         let mut new = typed::normalize(info, new).map_err(ApiError::bad_request)?;
+        // Decoding defaults every write of the storage kinds (a PV status without a phase
+        // is Pending).
+        storage::defaults(info.storage, &mut new);
         if info.storage == "pods" {
             pod_status::convert_pod_ips(&mut new);
         }
@@ -797,6 +810,7 @@ fn defaults(info: &ResourceInfo, obj: &mut Value, _now: &str) {
         }
         "secrets" => set_default(obj, "type", json!("Opaque")),
         "services" => services::defaults(obj),
+        s if storage::STORAGES.contains(&s) => storage::defaults_on_create(s, obj),
         _ => {}
     }
 }
@@ -896,6 +910,7 @@ fn validate(info: &ResourceInfo, name: &str, obj: &Value) -> Result<(), ApiError
             }
         }
         "services" => causes.extend(services::validate(obj)),
+        s if storage::STORAGES.contains(&s) => causes.extend(storage::validate(s, obj)),
         "configmaps" | "secrets" => {
             for field in ["data", "binaryData"] {
                 let keys = obj.get(field).and_then(Value::as_object);
@@ -975,6 +990,7 @@ fn validate_update(
     old: &Value,
     new: &Value,
 ) -> Result<(), ApiError> {
+    storage::validate_update(info.storage, info.kind, info.group, name, old, new)?;
     if info.storage != "pods" {
         return Ok(());
     }

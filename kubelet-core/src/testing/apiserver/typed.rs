@@ -7,8 +7,10 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    Service, ServiceAccount,
 };
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass, VolumeAttachment};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -45,6 +47,12 @@ pub(crate) fn normalize(info: &ResourceInfo, obj: Value) -> Result<Value, String
         "services" => through::<Service>(obj),
         "leases" => through::<Lease>(obj),
         "events" => through::<Event>(obj),
+        "persistentvolumes" => through::<PersistentVolume>(obj),
+        "persistentvolumeclaims" => through::<PersistentVolumeClaim>(obj),
+        "csinodes" => through::<CSINode>(obj),
+        "csidrivers" => through::<CSIDriver>(obj),
+        "volumeattachments" => through::<VolumeAttachment>(obj),
+        "storageclasses" => through::<StorageClass>(obj),
         _ => Ok(obj),
     }
 }
