@@ -133,7 +133,7 @@ async fn csi_volumes_of_a_pod_deleted_while_the_kubelet_was_down_are_torn_down()
     .await;
     eventually("the orphaned pod directory removed", || !pod_dir.exists()).await;
     assert!(!is_mounted(&inline) && !is_mounted(&claimed));
-    assert!(!staging.exists(), "the global mount directory is removed");
+    eventually("the global mount directory removed", || !staging.exists()).await;
     assert!(d.driver.mounts().is_empty(), "{:?}", d.driver.mounts());
     assert!(
         d.driver.published().is_empty(),
