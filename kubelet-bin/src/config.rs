@@ -19,6 +19,8 @@ use thiserror::Error;
 use crate::duration::{DurationError, parse_duration};
 use crate::flags::Flags;
 
+mod eviction;
+
 /// The only config API version this kubelet reads.
 pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
 /// The config kind.
@@ -79,12 +81,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "enableSystemLogQuery",
     "eventBurst",
     "eventRecordQPS",
-    "evictionHard",
-    "evictionMaxPodGracePeriod",
-    "evictionMinimumReclaim",
-    "evictionPressureTransitionPeriod",
-    "evictionSoft",
-    "evictionSoftGracePeriod",
     "failCgroupV1",
     "failSwapOn",
     "featureGates",
@@ -108,7 +104,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "memoryManagerPolicy",
     "memorySwap",
     "memoryThrottlingFactor",
-    "mergeDefaultEvictionSettings",
     "nodeStatusMaxImages",
     "oomScoreAdj",
     "podCIDR",
@@ -352,6 +347,27 @@ pub struct KubeletConfigurationFile {
     /// Cipher suites (IANA names).
     #[serde(rename = "tlsCipherSuites")]
     pub tls_cipher_suites: Option<Vec<String>>,
+    /// Hard eviction thresholds (signal to quantity or percentage).
+    #[serde(rename = "evictionHard")]
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    /// Soft eviction thresholds.
+    #[serde(rename = "evictionSoft")]
+    pub eviction_soft: Option<BTreeMap<String, String>>,
+    /// Grace periods of the soft thresholds (signal to duration).
+    #[serde(rename = "evictionSoftGracePeriod")]
+    pub eviction_soft_grace_period: Option<BTreeMap<String, String>>,
+    /// The least reclaimed once a threshold is met (signal to quantity or percentage).
+    #[serde(rename = "evictionMinimumReclaim")]
+    pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
+    /// The most a soft eviction gives a pod to stop, in seconds.
+    #[serde(rename = "evictionMaxPodGracePeriod")]
+    pub eviction_max_pod_grace_period: Option<i32>,
+    /// How long a pressure condition outlives its threshold (a duration).
+    #[serde(rename = "evictionPressureTransitionPeriod")]
+    pub eviction_pressure_transition_period: Option<String>,
+    /// Whether the default hard thresholds fill the signals `evictionHard` leaves out.
+    #[serde(rename = "mergeDefaultEvictionSettings")]
+    pub merge_default_eviction_settings: Option<bool>,
     /// How requests to the kubelet server are authenticated.
     pub authentication: Option<AuthenticationFile>,
     /// How requests to the kubelet server are authorized.
@@ -638,6 +654,8 @@ pub struct Settings {
     pub container_log_max_files: u32,
     /// Image garbage collection: thresholds, minimum age, the sandbox image it keeps.
     pub image_gc: kubelet_core::image_gc::ImageGcPolicy,
+    /// Node-pressure eviction: thresholds and periods.
+    pub eviction: kubelet_core::eviction::EvictionConfig,
     /// Serving certificate and key of the kubelet server (`None`: self-signed under
     /// `cert_dir`).
     pub tls_cert_file: Option<PathBuf>,
@@ -1112,6 +1130,7 @@ impl Settings {
             false,
         )?;
         let image_gc = image_gc_policy(flags, f, &file_origin, image_minimum_gc_age)?;
+        let eviction = eviction::eviction_config(flags, f, &file_origin)?;
         let path_of = |flag: &Option<PathBuf>, file_value: &Option<String>| {
             flag.clone()
                 .or_else(|| file_value.clone().map(PathBuf::from))
@@ -1184,6 +1203,7 @@ impl Settings {
             container_log_max_size,
             container_log_max_files,
             image_gc,
+            eviction,
             tls_cert_file,
             tls_private_key_file,
             tls_min_version,

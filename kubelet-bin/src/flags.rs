@@ -233,6 +233,44 @@ pub struct Flags {
     #[arg(long = "pod-infra-container-image", value_name = "IMAGE")]
     pub pod_infra_container_image: Option<String>,
 
+    /// Hard eviction thresholds, `<signal><<quantity or percent>` separated by commas; given,
+    /// they replace the defaults (config: evictionHard) [default:
+    /// imagefs.available<15%,imagefs.inodesFree<5%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%].
+    #[arg(long = "eviction-hard", value_name = "SIGNAL<VALUE,...")]
+    pub eviction_hard: Option<String>,
+
+    /// Soft eviction thresholds, as --eviction-hard; each needs a grace period (config:
+    /// evictionSoft).
+    #[arg(long = "eviction-soft", value_name = "SIGNAL<VALUE,...")]
+    pub eviction_soft: Option<String>,
+
+    /// How long each soft threshold must be met before pods are evicted,
+    /// `<signal>=<duration>` separated by commas (config: evictionSoftGracePeriod).
+    #[arg(
+        long = "eviction-soft-grace-period",
+        value_name = "SIGNAL=DURATION,..."
+    )]
+    pub eviction_soft_grace_period: Option<String>,
+
+    /// The most a pod evicted for a soft threshold gets to stop, in seconds (config:
+    /// evictionMaxPodGracePeriod) [default: 0].
+    #[arg(
+        long = "eviction-max-pod-grace-period",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub eviction_max_pod_grace_period: Option<i32>,
+
+    /// How long a pressure condition stays after its threshold stopped being met (config:
+    /// evictionPressureTransitionPeriod) [default: 5m].
+    #[arg(long = "eviction-pressure-transition-period", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub eviction_pressure_transition_period: Option<Duration>,
+
+    /// The least amount reclaimed once a threshold is met, `<signal>=<quantity or percent>`
+    /// separated by commas (config: evictionMinimumReclaim).
+    #[arg(long = "eviction-minimum-reclaim", value_name = "SIGNAL=VALUE,...")]
+    pub eviction_minimum_reclaim: Option<String>,
+
     /// Serving certificate of the kubelet server, PEM, leaf first (config: tlsCertFile).
     /// Without it a self-signed one is kept in --cert-dir.
     #[arg(long = "tls-cert-file", value_name = "FILE")]

@@ -8,7 +8,7 @@
 pub mod cluster;
 pub mod config;
 pub mod credentials;
-pub mod duration;
+pub use kubelet_core::go_duration as duration;
 pub mod flags;
 pub mod machine;
 pub mod node_ip;

@@ -319,7 +319,10 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
     let runtime: Arc<dyn Runtime> = Arc::new(connect_runtime(settings).await?);
     // Read once: the reconciler's resource defaults and the node status both use it.
     let machine = crate::machine::read(&settings.root_dir);
+    let mut eviction = settings.eviction.clone();
+    eviction.dedicated_image_fs = dedicated_image_fs(runtime.as_ref(), &settings.root_dir).await;
     let mut builder = Kubelet::builder(kubelet_config(settings, node_ips.clone(), &machine))
+        .eviction(eviction)
         .runtime(runtime)
         .network(Arc::new(RuntimeManagedNetwork))
         .metrics(metrics);
@@ -363,6 +366,23 @@ pub async fn build(settings: &Settings) -> Result<Assembled, WiringError> {
         node_ips,
         volume_stats,
     })
+}
+
+/// Whether the runtime keeps its images on a filesystem of their own, not the one of the
+/// kubelet's root directory (the eviction manager then tells imagefs from nodefs). Unknown
+/// (the runtime does not say where): not dedicated, as the reference assumes.
+async fn dedicated_image_fs(runtime: &dyn Runtime, root_dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(filesystems) = runtime.image_fs_info().await else {
+        return false;
+    };
+    let Some(mountpoint) = filesystems.into_iter().map(|fs| fs.mountpoint).next() else {
+        return false;
+    };
+    match (std::fs::metadata(&mountpoint), std::fs::metadata(root_dir)) {
+        (Ok(images), Ok(root)) => images.dev() != root.dev(),
+        _ => false,
+    }
 }
 
 /// The CSI volume plugin and the tasks behind it.
@@ -468,7 +488,7 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     watch_signals(flag.clone())?;
 
     let Assembled {
-        kubelet,
+        mut kubelet,
         mut background,
         runtime,
         client,
@@ -497,6 +517,8 @@ pub async fn run(settings: Settings) -> Result<(), WiringError> {
     background.push(tokio::spawn(
         stats.clone().run(shutdown_signal(receiver.clone())),
     ));
+    // Node-pressure eviction reads the same samples.
+    kubelet = kubelet.with_stats(stats.clone());
     let handles = Handles {
         kubelet: kubelet.handle(),
         runtime,

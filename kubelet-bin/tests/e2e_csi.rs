@@ -269,9 +269,14 @@ async fn pvc_backed_csi_volume_is_staged_published_and_unstaged() {
     cluster.delete_pod("csi-claim-pod", Some(0)).await;
     cluster.wait_pod_gone("csi-claim-pod").await;
     // The global mount directory goes right after NodeUnstageVolume returns.
-    eventually("unpublished and unstaged, the global mount directory removed", || {
-        d.driver.count("NodeUnstageVolume") >= 1 && d.driver.mounts().is_empty() && !staging.exists()
-    })
+    eventually(
+        "unpublished and unstaged, the global mount directory removed",
+        || {
+            d.driver.count("NodeUnstageVolume") >= 1
+                && d.driver.mounts().is_empty()
+                && !staging.exists()
+        },
+    )
     .await;
     let _ = claims.delete("csi-claim", &DeleteParams::default()).await;
     let _ = volumes.delete("csi-pv-1", &DeleteParams::default()).await;

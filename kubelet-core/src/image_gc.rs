@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::ObjectReference;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -304,12 +303,25 @@ impl ImageGcManager {
     }
 
     /// Detect and collect every period, the first pass at once, until `shutdown`.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send) {
-        if !self.policy.enabled() {
-            info!("imageGCHighThresholdPercent is 100: image garbage collection is disabled");
-            return;
-        }
-        let mut tick = tokio::time::interval(self.policy.period);
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        Self::run_shared(Arc::new(tokio::sync::Mutex::new(self)), shutdown).await;
+    }
+
+    /// [`ImageGcManager::run`] on a manager others may lock between passes (the eviction
+    /// manager's node-level reclaim: [`ImageGcManager::delete_unused_images`]).
+    pub async fn run_shared(
+        manager: Arc<tokio::sync::Mutex<Self>>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        let period = {
+            let gc = manager.lock().await;
+            if !gc.policy.enabled() {
+                info!("imageGCHighThresholdPercent is 100: image garbage collection is disabled");
+                return;
+            }
+            gc.policy.period
+        };
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
@@ -317,10 +329,11 @@ impl ImageGcManager {
                 _ = &mut shutdown => return,
                 _ = tick.tick() => {}
             }
-            if self.image_fs_unknown {
+            let mut gc = manager.lock().await;
+            if gc.image_fs_unknown {
                 continue;
             }
-            self.pass().await;
+            gc.pass().await;
         }
     }
 
@@ -397,6 +410,15 @@ impl ImageGcManager {
             return Err(err);
         }
         Ok(freed)
+    }
+
+    /// Remove every unused image the policy's ages allow, whatever the filesystem's usage
+    /// (the reference's `DeleteUnusedImages`, which the eviction manager calls under disk
+    /// pressure before it evicts pods). Returns the bytes freed.
+    pub async fn delete_unused_images(&mut self) -> Result<u64, ImageGcError> {
+        let free_time = Instant::now();
+        let images = self.images_in_eviction_order(free_time).await?;
+        self.free_space(u64::MAX, free_time, images).await
     }
 
     /// Record the node's images; returns the IDs of those in use.
@@ -513,18 +535,7 @@ impl ImageGcManager {
 
     /// A Warning event on the Node object.
     async fn event(&self, reason: &str, message: String) {
-        let event = KubeletEvent {
-            // As the node agent's events: the node's name stands for its UID.
-            involved: ObjectReference {
-                kind: Some("Node".to_string()),
-                name: Some(self.node_name.clone()),
-                uid: Some(self.node_name.clone()),
-                ..ObjectReference::default()
-            },
-            type_: EventType::Warning,
-            reason: reason.to_string(),
-            message,
-        };
+        let event = KubeletEvent::about_node(&self.node_name, EventType::Warning, reason, message);
         if let Err(err) = self.reporter.record_event(&event).await {
             debug!(error = %err, reason, "recording an image GC event failed");
         }

@@ -38,6 +38,24 @@ pub struct KubeletEvent {
     pub message: String,
 }
 
+impl KubeletEvent {
+    /// An event about the node itself. As the reference's node events, the node's name
+    /// stands for its UID.
+    pub fn about_node(node_name: &str, type_: EventType, reason: &str, message: String) -> Self {
+        Self {
+            involved: ObjectReference {
+                kind: Some("Node".to_string()),
+                name: Some(node_name.to_string()),
+                uid: Some(node_name.to_string()),
+                ..ObjectReference::default()
+            },
+            type_,
+            reason: reason.to_string(),
+            message,
+        }
+    }
+}
+
 /// Where the kubelet reports what it does: the API server in production, a log or a recorder
 /// standalone and in tests.
 #[async_trait]

@@ -173,6 +173,7 @@ impl Case {
             terminating: self.terminating,
             runtime_name: "containerd",
             evicted: None,
+            disruption: None,
             now: now(),
         })
     }
@@ -1025,6 +1026,7 @@ fn pod_level_fields() {
         terminating: false,
         runtime_name: "containerd",
         evicted: None,
+        disruption: None,
         now: now(),
     });
     assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.10"));

@@ -281,7 +281,7 @@ fn unknown_and_unsupported_fields_are_rejected_by_name() {
         "config file /etc/kubelet/config.yaml: unknown field \"staticPodPth\""
     );
 
-    for field in ["evictionHard", "featureGates", "enableServer"] {
+    for field in ["kubeReserved", "featureGates", "enableServer"] {
         let err = file(&format!("{}{field}: {{}}\n", header(KIND))).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -791,4 +791,159 @@ fn image_gc_settings_are_validated_as_the_reference() {
     assert!(
         matches!(&err, ConfigError::UnsupportedField { field, .. } if field == "imageMaximumGCAge")
     );
+}
+
+#[test]
+fn eviction_settings_from_file_and_flags() {
+    use kubelet_core::eviction::{Signal, ThresholdValue};
+    let summary = |s: &Settings| {
+        s.eviction
+            .thresholds
+            .iter()
+            .map(|t| {
+                let value = match &t.value {
+                    ThresholdValue::Quantity(q) => q.0.clone(),
+                    ThresholdValue::Percentage(p) => format!("{:.0}%", p * 100.0),
+                };
+                (t.signal.name().to_string(), value, t.grace_period)
+            })
+            .collect::<Vec<_>>()
+    };
+    // The reference's defaults.
+    let s = resolve(&[], None).unwrap();
+    let hard = |signal: &str, value: &str| (signal.to_string(), value.to_string(), Duration::ZERO);
+    let mut defaults = summary(&s);
+    defaults.sort();
+    assert_eq!(
+        defaults,
+        [
+            hard("imagefs.available", "15%"),
+            hard("imagefs.inodesFree", "5%"),
+            hard("memory.available", "100Mi"),
+            hard("nodefs.available", "10%"),
+            hard("nodefs.inodesFree", "5%"),
+        ]
+    );
+    assert_eq!(
+        s.eviction.pressure_transition_period,
+        Duration::from_secs(300)
+    );
+    assert_eq!(s.eviction.max_pod_grace_period, Duration::ZERO);
+
+    // A map given replaces the defaults whole; soft thresholds with their grace periods.
+    let text = format!(
+        "{}evictionHard:\n  memory.available: 200Mi\nevictionSoft:\n  nodefs.available: 20%\n\
+         evictionSoftGracePeriod:\n  nodefs.available: 1m30s\nevictionMaxPodGracePeriod: 30\n\
+         evictionPressureTransitionPeriod: 1m\nevictionMinimumReclaim:\n  memory.available: 50Mi\n",
+        header(KIND)
+    );
+    let s = resolve(&[], Some(&text)).unwrap();
+    assert_eq!(
+        summary(&s),
+        [
+            hard("memory.available", "200Mi"),
+            (
+                "nodefs.available".to_string(),
+                "20%".to_string(),
+                Duration::from_secs(90)
+            ),
+        ]
+    );
+    assert_eq!(
+        s.eviction.thresholds[0].min_reclaim,
+        Some(ThresholdValue::Quantity(
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("50Mi".into())
+        ))
+    );
+    assert_eq!(s.eviction.max_pod_grace_period, Duration::from_secs(30));
+    assert_eq!(
+        s.eviction.pressure_transition_period,
+        Duration::from_secs(60)
+    );
+
+    // mergeDefaultEvictionSettings fills what evictionHard leaves out.
+    let merged = format!(
+        "{}evictionHard:\n  memory.available: 200Mi\nmergeDefaultEvictionSettings: true\n",
+        header(KIND)
+    );
+    let s = resolve(&[], Some(&merged)).unwrap();
+    assert_eq!(s.eviction.thresholds.len(), 5);
+    assert!(
+        s.eviction
+            .thresholds
+            .iter()
+            .any(|t| t.signal == Signal::MemoryAvailable
+                && t.value
+                    == ThresholdValue::Quantity(
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("200Mi".into())
+                    ))
+    );
+
+    // Flags win over the file; an empty --eviction-hard turns hard eviction off.
+    let s = resolve(
+        &[
+            "--eviction-hard=pid.available<1000,memory.available<5%",
+            "--eviction-pressure-transition-period=30s",
+            "--eviction-max-pod-grace-period=5",
+        ],
+        Some(&text),
+    )
+    .unwrap();
+    let mut flagged = summary(&s);
+    flagged.sort();
+    assert_eq!(flagged[0], hard("memory.available", "5%"));
+    assert_eq!(flagged[2], hard("pid.available", "1000"));
+    assert_eq!(
+        s.eviction.pressure_transition_period,
+        Duration::from_secs(30)
+    );
+    assert_eq!(s.eviction.max_pod_grace_period, Duration::from_secs(5));
+    let s = resolve(&["--eviction-hard="], None).unwrap();
+    assert!(s.eviction.thresholds.is_empty());
+}
+
+#[test]
+fn eviction_settings_errors_name_the_setting() {
+    let cases: &[(&[&str], Option<String>, &str)] = &[
+        (
+            &["--eviction-hard=memory.avail<1Gi"],
+            None,
+            "flag --eviction-hard: unsupported eviction signal memory.avail",
+        ),
+        (
+            &["--eviction-hard=memory.available=1Gi"],
+            None,
+            "flag --eviction-hard",
+        ),
+        (
+            &["--eviction-soft=memory.available<1Gi"],
+            None,
+            "flag --eviction-soft",
+        ),
+        (
+            &["--eviction-max-pod-grace-period=-1"],
+            None,
+            "flag --eviction-max-pod-grace-period: -1 must not be negative",
+        ),
+        (
+            &[],
+            Some(format!(
+                "{}evictionHard:\n  nodefs.available: 120%\n",
+                header(KIND)
+            )),
+            "field \"evictionHard\"",
+        ),
+        (
+            &[],
+            Some(format!(
+                "{}evictionPressureTransitionPeriod: 5 minutes\n",
+                header(KIND)
+            )),
+            "field \"evictionPressureTransitionPeriod\"",
+        ),
+    ];
+    for (args, text, want) in cases {
+        let err = resolve(args, text.as_deref()).unwrap_err().to_string();
+        assert!(err.contains(want), "{args:?} {text:?}: {err}");
+    }
 }

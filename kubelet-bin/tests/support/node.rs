@@ -81,6 +81,9 @@ impl TestNode {
                 break p;
             }
         };
+        // No eviction thresholds unless a test sets its own (a flag wins over the file): a
+        // shared machine's full disk or busy memory must not evict or refuse the pods of
+        // tests about something else.
         let config = format!(
             "apiVersion: kubelet.config.k8s.io/v1beta1\n\
              kind: KubeletConfiguration\n\
@@ -89,7 +92,8 @@ impl TestNode {
              healthzBindAddress: 127.0.0.1\n\
              healthzPort: {port}\n\
              address: 127.0.0.1\n\
-             port: {server_port}\n",
+             port: {server_port}\n\
+             evictionHard: {{}}\n",
             manifests = dir.path().join("manifests").display(),
             logs = dir.path().join("pod-logs").display(),
         );

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{NodeStatus, ObjectReference};
+use k8s_openapi::api::core::v1::NodeStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::oneshot;
@@ -371,18 +371,12 @@ impl NodeAgent {
 
     async fn record_events(&self, reasons: &[EventReason]) {
         for reason in reasons {
-            let event = KubeletEvent {
-                // The reference names the node by its name as the UID in node events.
-                involved: ObjectReference {
-                    kind: Some("Node".to_string()),
-                    name: Some(self.name().to_string()),
-                    uid: Some(self.name().to_string()),
-                    ..ObjectReference::default()
-                },
-                type_: EventType::Normal,
-                reason: (*reason).to_string(),
-                message: format!("Node {} status is now: {reason}", self.name()),
-            };
+            let event = KubeletEvent::about_node(
+                self.name(),
+                EventType::Normal,
+                reason,
+                format!("Node {} status is now: {reason}", self.name()),
+            );
             if let Err(err) = self.reporter.record_event(&event).await {
                 debug!(error = %err, reason, "recording a node event failed");
             }

@@ -38,6 +38,8 @@ pub(super) struct WorkerContext {
     pub mounter: Arc<dyn crate::volume::Mounter>,
     /// The QoS and pod cgroups, when the kubelet manages cgroups.
     pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
+    /// The node-pressure eviction manager, whose admit handler a new pod goes through.
+    pub node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
     pub shared: Arc<Shared>,
     events: mpsc::Sender<KubeletEvent>,
     statuses: mpsc::UnboundedSender<PodReport>,
@@ -50,6 +52,8 @@ pub(super) struct ObjectSources {
     pub mounter: Arc<dyn crate::volume::Mounter>,
     /// The QoS and pod cgroups (not an API object: handed over with the other sources).
     pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
+    /// The node-pressure eviction manager (likewise).
+    pub node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
 }
 
 impl WorkerContext {
@@ -70,6 +74,7 @@ impl WorkerContext {
             runtime_classes,
             mounter,
             pod_cgroups,
+            node_eviction,
         } = objects;
         let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (statuses, status_rx) = mpsc::unbounded_channel();
@@ -87,6 +92,7 @@ impl WorkerContext {
             runtime_classes,
             mounter,
             pod_cgroups,
+            node_eviction,
             shared,
             events,
             statuses,

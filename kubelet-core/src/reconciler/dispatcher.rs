@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::context::WorkerContext;
 use super::kubelet::{Kubelet, KubeletError};
 use super::mux::{PodChange, PodConfigMux};
+use super::node_eviction::{EvictOrder, Monitor};
 use super::pleg::{RelistResult, Relister};
 use super::worker::WorkerHandle;
 use crate::labels;
@@ -34,6 +35,10 @@ pub(super) async fn run(
         runtime_classes,
         sources,
         shared,
+        stats,
+        node_eviction,
+        node_status,
+        image_gc,
         ..
     } = kubelet;
     let version = runtime.version().await?;
@@ -50,6 +55,25 @@ pub(super) async fn run(
         let name = source.name().to_string();
         source.updates().map(move |u| (name.clone(), u)).boxed()
     }));
+    // Node-pressure eviction: its loop hands each eviction to the dispatcher, which owns
+    // the workers.
+    let (order_tx, mut order_rx) = mpsc::channel::<EvictOrder>(1);
+    let monitor = match (&node_eviction, stats) {
+        (Some(eviction), Some(stats)) => Some(tokio::spawn(
+            Monitor::new(
+                eviction.clone(),
+                stats,
+                shared.clone(),
+                node_status,
+                reporter.clone(),
+                config.node_name.clone(),
+                image_gc,
+                order_tx,
+            )
+            .run(),
+        )),
+        _ => None,
+    };
     let (ctx, background) = WorkerContext::start(
         config,
         version.runtime_name.clone(),
@@ -61,6 +85,7 @@ pub(super) async fn run(
             runtime_classes,
             mounter,
             pod_cgroups,
+            node_eviction,
         },
         reporter,
         shared.clone(),
@@ -196,6 +221,16 @@ pub(super) async fn run(
                 };
                 super::orphan_dirs::start_cleanups(&ctx, known, &mut workers, &done_tx);
             }
+            Some(order) = order_rx.recv() => {
+                let evicted = match workers.get(&order.uid) {
+                    Some(worker) => {
+                        worker.evict(order.eviction);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = order.done.send(evicted);
+            }
             _ = resync_tick.tick() => {
                 for worker in workers.values() {
                     worker.wake();
@@ -205,6 +240,9 @@ pub(super) async fn run(
     }
     info!("kubelet shutting down; pods keep running");
     relister.abort();
+    if let Some(monitor) = monitor {
+        monitor.abort();
+    }
     for worker in workers.values() {
         worker.abort();
     }

@@ -3,7 +3,12 @@
 //! volume's usage is measured; past the limit the pod is evicted at once (grace period 0),
 //! with a Warning `Evicted` event, and its status goes Failed with reason `Evicted`, the
 //! reference's message and a `DisruptionTarget` condition. An evicted pod never starts again
-//! on this node. Node-pressure eviction (memory, disk, PIDs) is not here yet.
+//! on this node.
+//!
+//! The worker's side of the other ways the kubelet stops a pod for good is here too: a
+//! node-pressure eviction ordered by [`super::node_eviction`] (its grace period, the
+//! signal's name for `kubelet_evictions`), and a pod the eviction admit handler refused
+//! (`Pod was rejected: ...`, no `DisruptionTarget`, nothing ever started).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,10 +22,66 @@ use crate::volume::MountedVolume;
 use crate::volume_plugins::{disk_usage, size_limit_eviction_message};
 
 /// The status reason and event reason of an evicted pod.
-pub const REASON: &str = "Evicted";
+pub const REASON: &str = crate::eviction::REASON;
 /// How often a pod with size-limited volumes has them measured (the eviction manager's
 /// `evictionMonitoringPeriod`).
 pub const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the kubelet stops a pod for good and reports it Failed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Eviction {
+    /// The status reason (`Evicted`).
+    pub reason: String,
+    /// The status message.
+    pub message: String,
+    /// The Warning event's message (a rejection's lacks the status' `Pod was rejected: `).
+    pub event_message: String,
+    /// How long the containers get to stop.
+    pub grace_period: Duration,
+    /// The signal counted in `kubelet_evictions`; `None` for a rejection.
+    pub signal: Option<String>,
+    /// Whether the status carries a `DisruptionTarget` condition (evictions do, rejections
+    /// at admission do not).
+    pub disruption: bool,
+}
+
+impl Eviction {
+    /// A disk `emptyDir` outgrew its `sizeLimit`: evicted at once.
+    pub(crate) fn local_storage(message: String) -> Self {
+        Self {
+            reason: REASON.to_string(),
+            event_message: message.clone(),
+            message,
+            grace_period: Duration::ZERO,
+            signal: Some(crate::metrics::SIGNAL_EMPTY_DIR_FS_LIMIT.to_string()),
+            disruption: true,
+        }
+    }
+
+    /// Chosen by the node-pressure eviction manager.
+    pub(crate) fn node_pressure(order: &crate::eviction::PodEviction, signal: &str) -> Self {
+        Self {
+            reason: REASON.to_string(),
+            message: order.message.clone(),
+            event_message: order.message.clone(),
+            grace_period: order.grace_period,
+            signal: Some(signal.to_string()),
+            disruption: true,
+        }
+    }
+
+    /// Refused by an admit handler when the pod first came: it never runs.
+    pub(crate) fn rejected(rejection: &crate::eviction::Rejection) -> Self {
+        Self {
+            reason: rejection.reason.clone(),
+            message: format!("Pod was rejected: {}", rejection.message),
+            event_message: rejection.message.clone(),
+            grace_period: Duration::ZERO,
+            signal: None,
+            disruption: false,
+        }
+    }
+}
 
 /// The eviction message when one of the pod's disk `emptyDir`s uses more than its
 /// `sizeLimit`; `None` while none does.
@@ -59,21 +120,45 @@ pub(super) fn has_size_limits(mounted: &BTreeMap<String, MountedVolume>) -> bool
 }
 
 impl PodWorker {
-    /// Evict the pod (once: the event; every sync: its containers and sandbox stopped at
-    /// once, the Failed status).
+    /// The admit handlers' verdict on a pod that just came (the reference's
+    /// `canAdmitPod`): a refused pod never runs. A pod the runtime already runs (a restarted
+    /// kubelet) or that already finished was admitted before.
+    pub(super) fn admit(&mut self, pod: &Pod, observed: &PodRuntimeState) {
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if finished || !observed.sandboxes.is_empty() || !observed.containers.is_empty() {
+            return;
+        }
+        if let Some(eviction) = &self.ctx.node_eviction
+            && let Err(rejection) = eviction.admit(pod)
+        {
+            self.evicted = Some(Eviction::rejected(&rejection));
+        }
+    }
+
+    /// Stop the evicted (or rejected) pod for good: once, the event; every sync, its
+    /// containers and sandbox stopped with the eviction's grace period, the Failed status.
     pub(super) async fn enforce_eviction(&mut self, pod: &Pod, observed: &PodRuntimeState) {
-        let Some(message) = self.evicted.clone() else {
+        let Some(eviction) = self.evicted.clone() else {
             return;
         };
         if !self.eviction_recorded {
             self.eviction_recorded = true;
-            self.ctx
-                .shared
-                .metrics
-                .eviction(crate::metrics::SIGNAL_EMPTY_DIR_FS_LIMIT);
-            tracing::warn!(pod = %super::sync::pod_name(pod), %message, "evicting pod");
-            self.ctx
-                .event(pod, None, EventType::Warning, REASON, message.clone());
+            if let Some(signal) = &eviction.signal {
+                self.ctx.shared.metrics.eviction(signal);
+                tracing::warn!(pod = %super::sync::pod_name(pod), message = %eviction.message, "evicting pod");
+            } else {
+                tracing::warn!(pod = %super::sync::pod_name(pod), message = %eviction.message, "pod rejected at admission");
+            }
+            self.ctx.event(
+                pod,
+                None,
+                EventType::Warning,
+                &eviction.reason,
+                eviction.event_message.clone(),
+            );
             self.probes.stop_all();
             self.waiting.clear();
         }
@@ -83,7 +168,8 @@ impl PodWorker {
                 .iter()
                 .any(|s| s.state == crate::runtime::SandboxState::Ready);
         let observed = if running {
-            self.kill_pod(Some(pod), observed, Duration::ZERO).await;
+            self.kill_pod(Some(pod), observed, eviction.grace_period)
+                .await;
             self.observe().await.unwrap_or_else(|_| observed.clone())
         } else {
             observed.clone()

@@ -99,8 +99,16 @@ pub struct Kubelet {
     pub(super) node_agent: Option<NodeAgent>,
     /// The QoS and pod cgroups, when the kubelet manages cgroups.
     pub(super) pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
-    /// Image garbage collection, when enabled.
-    pub(super) image_gc: Option<crate::image_gc::ImageGcManager>,
+    /// Image garbage collection, when enabled (shared with the eviction manager's reclaim).
+    pub(super) image_gc: Option<Arc<tokio::sync::Mutex<crate::image_gc::ImageGcManager>>>,
+    /// Where the node's and pods' usage is read (node-pressure eviction).
+    pub(super) stats: Option<Arc<dyn crate::stats::StatsProvider>>,
+    /// The eviction settings.
+    pub(super) eviction: crate::eviction::EvictionConfig,
+    /// The node-pressure eviction manager, once a stats provider is given.
+    pub(super) node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
+    /// The node agent's handle: the eviction manager sets the pressure conditions.
+    pub(super) node_status: Option<NodeStatusHandle>,
 }
 
 impl Kubelet {
@@ -132,10 +140,12 @@ impl Kubelet {
             }
             None => None,
         };
-        let image_gc = self
-            .image_gc
-            .take()
-            .map(|gc| tokio::spawn(gc.run(std::future::pending::<()>())));
+        let image_gc = self.image_gc.clone().map(|gc| {
+            tokio::spawn(crate::image_gc::ImageGcManager::run_shared(
+                gc,
+                std::future::pending::<()>(),
+            ))
+        });
         let result = match self.node_agent.take() {
             None => super::dispatcher::run(self, shutdown).await,
             Some(agent) => {
@@ -153,6 +163,18 @@ impl Kubelet {
             task.abort();
         }
         result
+    }
+
+    /// Where the node's and its pods' usage is read (build it over [`Kubelet::runtime`], so
+    /// that its runtime calls are counted too). With it the kubelet runs node-pressure
+    /// eviction as [`KubeletBuilder::eviction`] sets it: the node's pressure conditions,
+    /// node-level reclaim, pod eviction, and the eviction admit handler for new pods.
+    pub fn with_stats(mut self, stats: Arc<dyn crate::stats::StatsProvider>) -> Self {
+        self.stats = Some(stats);
+        self.node_eviction = Some(Arc::new(super::node_eviction::NodeEviction::new(
+            self.eviction.clone(),
+        )));
+        self
     }
 
     /// The runtime as the kubelet calls it: the one given, with its calls counted into the
@@ -188,6 +210,7 @@ pub struct KubeletBuilder {
     pub(super) cgroup_manager: Option<Arc<dyn crate::cgroups::CgroupManager>>,
     pub(super) metrics: Option<crate::metrics::KubeletMetrics>,
     pub(super) image_fs: Option<Arc<dyn crate::image_gc::ImageFsStatsProvider>>,
+    pub(super) eviction: Option<crate::eviction::EvictionConfig>,
 }
 
 impl KubeletBuilder {
@@ -265,6 +288,14 @@ impl KubeletBuilder {
         self
     }
 
+    /// The eviction thresholds and periods (`evictionHard` and friends) of node-pressure
+    /// eviction, which runs once the kubelet has a stats provider
+    /// ([`Kubelet::with_stats`]); without this, the reference's defaults.
+    pub fn eviction(mut self, config: crate::eviction::EvictionConfig) -> Self {
+        self.eviction = Some(config);
+        self
+    }
+
     /// Register the node and report its status and Lease through the reporter (the
     /// [`NodeAgent`], started and stopped with the kubelet). Without it the kubelet reports
     /// pods only.
@@ -327,16 +358,19 @@ impl KubeletBuilder {
             let image_fs = self
                 .image_fs
                 .unwrap_or_else(|| Arc::new(crate::image_gc::RuntimeImageFs::new(runtime.clone())));
-            Some(crate::image_gc::ImageGcManager::new(
-                config.image_gc.clone(),
-                runtime.clone(),
-                image_fs,
-                reporter.clone(),
-                config.node_name.clone(),
-            )?)
+            Some(Arc::new(tokio::sync::Mutex::new(
+                crate::image_gc::ImageGcManager::new(
+                    config.image_gc.clone(),
+                    runtime.clone(),
+                    image_fs,
+                    reporter.clone(),
+                    config.node_name.clone(),
+                )?,
+            )))
         } else {
             None
         };
+        let node_status = node_agent.as_ref().map(NodeAgent::handle);
         Ok(Kubelet {
             config,
             runtime,
@@ -357,6 +391,10 @@ impl KubeletBuilder {
             node_agent,
             pod_cgroups,
             image_gc,
+            stats: None,
+            eviction: self.eviction.unwrap_or_default(),
+            node_eviction: None,
+            node_status,
         })
     }
 }

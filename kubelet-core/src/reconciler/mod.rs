@@ -14,6 +14,7 @@ mod images;
 mod kubelet;
 pub(crate) mod kubelet_state;
 pub mod mux;
+mod node_eviction;
 mod orphan_dirs;
 pub mod planner;
 pub mod pleg;

@@ -62,6 +62,9 @@ pub struct StatusInput<'a> {
     /// Reason and message of an eviction the kubelet decided (activeDeadlineSeconds): the
     /// phase is then Failed with them, as the reference's `ShouldEvict` handlers do.
     pub evicted: Option<(&'a str, &'a str)>,
+    /// The message of the `DisruptionTarget` condition of a pod the kubelet evicted (none
+    /// for a pod past its deadline or refused at admission).
+    pub disruption: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }
@@ -957,7 +960,7 @@ fn conditions(
     out.push(containers_ready);
     out.push(condition("PodScheduled", true, None, None));
     // An evicted pod says why it was disrupted (the reference's PodDisruptionConditions).
-    if let Some((super::eviction::REASON, message)) = input.evicted {
+    if let Some(message) = input.disruption {
         out.push(condition(
             "DisruptionTarget",
             true,

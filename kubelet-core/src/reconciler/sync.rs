@@ -194,6 +194,10 @@ impl PodWorker {
             super::active_deadline::Deadline::In(left) => wake_in(left),
             super::active_deadline::Deadline::None => {}
         }
+        if !self.admitted {
+            self.admitted = true;
+            self.admit(pod, &observed);
+        }
         if self.evicted.is_some() {
             self.enforce_eviction(pod, &observed).await;
             return None;
@@ -247,7 +251,7 @@ impl PodWorker {
         };
         if super::eviction::has_size_limits(&volumes) {
             if let Some(message) = super::eviction::storage_limit_exceeded(pod, &volumes).await {
-                self.evicted = Some(message);
+                self.evicted = Some(super::eviction::Eviction::local_storage(message));
                 self.enforce_eviction(pod, &observed).await;
                 return None;
             }
@@ -825,9 +829,14 @@ impl PodWorker {
                 ))
             } else {
                 self.evicted
-                    .as_deref()
-                    .map(|m| (super::eviction::REASON, m))
+                    .as_ref()
+                    .map(|e| (e.reason.as_str(), e.message.as_str()))
             },
+            disruption: self
+                .evicted
+                .as_ref()
+                .filter(|e| e.disruption && !self.deadline_exceeded)
+                .map(|e| e.message.as_str()),
             now: Timestamp::now(),
         });
         if self.last_status.as_ref() != Some(&status) {

@@ -24,6 +24,8 @@ use crate::runtime::{ContainerStatus, PodSandboxStatus};
 struct WorkerInput {
     desired: Option<Pod>,
     wakes: u64,
+    /// An eviction the node-pressure eviction manager ordered.
+    eviction: Option<super::eviction::Eviction>,
 }
 
 /// The dispatcher's end of a worker.
@@ -40,7 +42,11 @@ impl WorkerHandle {
         desired: Option<Pod>,
         done: mpsc::UnboundedSender<String>,
     ) -> Self {
-        let (tx, rx) = watch::channel(WorkerInput { desired, wakes: 0 });
+        let (tx, rx) = watch::channel(WorkerInput {
+            desired,
+            wakes: 0,
+            eviction: None,
+        });
         let span = info_span!("pod_worker", uid = %uid, pod = tracing::field::Empty);
         let worker = PodWorker::new(ctx, uid);
         let task = tokio::spawn(worker.run(rx, done).instrument(span));
@@ -65,6 +71,11 @@ impl WorkerHandle {
     pub fn wake(&self) {
         self.tx
             .send_modify(|input| input.wakes = input.wakes.wrapping_add(1));
+    }
+
+    /// Evict the pod: the worker stops it for good at once.
+    pub fn evict(&self, eviction: super::eviction::Eviction) {
+        self.tx.send_modify(|input| input.eviction = Some(eviction));
     }
 
     /// Stop the worker where it is (kubelet shutdown: pods keep running).
@@ -108,8 +119,10 @@ pub(super) struct PodWorker {
     pub clock: super::active_deadline::WorkerClock,
     /// The pod went past its activeDeadlineSeconds: its containers are stopped for good.
     pub deadline_exceeded: bool,
-    /// The pod was evicted (the message says why): its containers are stopped for good.
-    pub evicted: Option<String>,
+    /// The pod was evicted or refused at admission: its containers are stopped for good.
+    pub evicted: Option<super::eviction::Eviction>,
+    /// The admit handlers were asked (once, at the pod's first sync).
+    pub admitted: bool,
     /// The eviction's event was recorded.
     pub eviction_recorded: bool,
     /// When the worker first saw the pod (`kubelet_pod_start_duration_seconds` counts
@@ -136,6 +149,7 @@ impl PodWorker {
             clock: super::active_deadline::WorkerClock::new(),
             deadline_exceeded: false,
             evicted: None,
+            admitted: false,
             eviction_recorded: false,
             first_seen: Some(Instant::now()),
         }
@@ -172,7 +186,13 @@ impl PodWorker {
         done: mpsc::UnboundedSender<String>,
     ) {
         loop {
-            let desired = rx.borrow_and_update().desired.clone();
+            let (desired, ordered) = {
+                let input = rx.borrow_and_update();
+                (input.desired.clone(), input.eviction.clone())
+            };
+            if self.evicted.is_none() {
+                self.evicted = ordered;
+            }
             let pod = match desired {
                 Some(pod) if !is_terminating(Some(&pod)) => pod,
                 other => {

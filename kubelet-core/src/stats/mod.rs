@@ -60,6 +60,12 @@ pub trait StatsProvider: Send + Sync + 'static {
     /// The newest summary of the node, its pods and containers.
     async fn summary(&self) -> Result<Arc<Summary>, StatsError>;
 
+    /// A summary taken now rather than the cached one (the eviction manager checks one after
+    /// it reclaimed node-level resources). The default is [`StatsProvider::summary`].
+    async fn fresh_summary(&self) -> Result<Arc<Summary>, StatsError> {
+        self.summary().await
+    }
+
     /// The newest per-cgroup sample for `/metrics/cadvisor`. The default derives what it
     /// can from [`StatsProvider::summary`] (CPU, memory, network, writable layers).
     async fn cadvisor(&self) -> Result<Arc<CadvisorSample>, StatsError> {
@@ -387,6 +393,10 @@ impl StatsProvider for RuntimeStatsProvider {
             Some((summary, _)) => Ok(summary),
             None => self.collect().await,
         }
+    }
+
+    async fn fresh_summary(&self) -> Result<Arc<Summary>, StatsError> {
+        self.collect().await
     }
 
     /// The cached cgroup sample, taken with the summary.

@@ -55,6 +55,17 @@ impl Node {
         settings: impl FnOnce(&mut KubeletConfig, &std::path::Path),
         configure: impl FnOnce(kubelet_core::KubeletBuilder) -> kubelet_core::KubeletBuilder,
     ) -> Self {
+        Self::start_built(runtime, settings, configure, |k| k)
+    }
+
+    /// As [`Node::start_configured`], and `finish` adjusts the built kubelet (e.g. gives it
+    /// a stats provider over its counted runtime).
+    pub fn start_built(
+        runtime: Arc<FakeRuntime>,
+        settings: impl FnOnce(&mut KubeletConfig, &std::path::Path),
+        configure: impl FnOnce(kubelet_core::KubeletBuilder) -> kubelet_core::KubeletBuilder,
+        finish: impl FnOnce(Kubelet) -> Kubelet,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = KubeletConfig::new("node-1");
         config.root_dir = dir.path().join("kubelet");
@@ -72,6 +83,7 @@ impl Node {
         )
         .build()
         .expect("kubelet");
+        let kubelet = finish(kubelet);
         let handle = kubelet.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
