@@ -108,5 +108,7 @@ pub fn node_config(settings: &Settings, node_ips: &[IpAddr]) -> NodeConfig {
     node.node_lease_duration_seconds =
         i32::try_from(settings.node_lease_duration_seconds).unwrap_or(i32::MAX);
     node.kubelet_port = i32::from(settings.port);
+    // The hard thresholds the eviction manager keeps are held back from allocatable.
+    node.eviction_hard = settings.eviction.thresholds.clone();
     node
 }

@@ -1,12 +1,15 @@
-//! End-to-end: node-pressure eviction by the daemon on a real containerd, with the node and
-//! its pods on the API server (the real kube-apiserver with `KUBELET_TEST_ASSETS`, as
-//! `e2e_cluster.rs`). The thresholds are set relative to what the machine has, so that the
-//! pressure is certain whatever else runs here:
+//! End-to-end: node-pressure eviction and the admission of pods by the daemon on a real
+//! containerd, with the node and its pods on the API server (the real kube-apiserver with
+//! `KUBELET_TEST_ASSETS`, as `e2e_cluster.rs`). The thresholds are set relative to what the
+//! machine has, so that the pressure is certain whatever else runs here:
 //!
 //! - [`memory_pressure_refuses_best_effort_pods_and_evicts_the_others`]: a memory threshold
 //!   above the node's memory (`memory.available<99%`) gives MemoryPressure on the Node; a
 //!   BestEffort pod is refused as the reference's admit handler refuses it, a Burstable one
 //!   is admitted and then evicted with the reference's message.
+//! - [`a_pod_bound_by_hand_that_does_not_fit_is_refused`]: a pod bound to the node with more
+//!   CPU requested than the node has, or for another zone, is Failed with the reference's
+//!   reason and message; one that fits runs.
 //! - [`a_pod_that_takes_the_pids_is_evicted_and_the_pressure_clears`]: a PID threshold a few
 //!   hundred processes below what runs now; a pod that starts a thousand gives PIDPressure,
 //!   is evicted, its processes die, and the condition clears after the transition period.
@@ -241,4 +244,89 @@ async fn a_pod_that_takes_the_pids_is_evicted_and_the_pressure_clears() {
             node_condition(n, "PIDPressure").as_deref() == Some("False")
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_bound_by_hand_that_does_not_fit_is_refused() {
+    let Some(cluster) = start_cluster(&["--node-labels=zone=a"]).await else {
+        return;
+    };
+    let node = cluster
+        .wait_node("allocatable cpu", |n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref())
+                .is_some_and(|a| a.contains_key("cpu"))
+        })
+        .await;
+    let cpu = node.status.and_then(|s| s.allocatable).unwrap()["cpu"]
+        .0
+        .clone();
+    let capacity_milli: i64 = match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse().expect("millicores"),
+        None => cpu.parse::<i64>().expect("cores") * 1000,
+    };
+
+    cluster
+        .create_pod(&pod(
+            "greedy",
+            SERVE,
+            serde_json::json!({"requests": {"cpu": "64"}}),
+        ))
+        .await;
+    let mut elsewhere = pod("elsewhere", SERVE, serde_json::json!({}));
+    elsewhere.spec.as_mut().unwrap().node_selector =
+        Some([("zone".to_string(), "b".to_string())].into());
+    cluster.create_pod(&elsewhere).await;
+    cluster
+        .create_pod(&pod(
+            "modest",
+            SERVE,
+            serde_json::json!({"requests": {"cpu": "10m"}}),
+        ))
+        .await;
+
+    let greedy = cluster
+        .wait_pod("greedy", "refused", |p| reason(p) == Some("OutOfcpu"))
+        .await;
+    assert_eq!(
+        greedy.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed")
+    );
+    // The modest pod counts when it was admitted first.
+    let expected = |used: i64| {
+        format!(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 64000, used: \
+             {used}, capacity: {capacity_milli}"
+        )
+    };
+    assert!(
+        message(&greedy) == expected(10) || message(&greedy) == expected(0),
+        "{greedy:?}"
+    );
+    let events = cluster.events_about(&uid(&greedy)).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("OutOfcpu")),
+        "{events:?}"
+    );
+    let elsewhere = cluster
+        .wait_pod("elsewhere", "refused", |p| {
+            reason(p) == Some("NodeAffinity")
+        })
+        .await;
+    assert_eq!(
+        message(&elsewhere),
+        "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node \
+         affinity/selector"
+    );
+    cluster
+        .wait_pod("modest", "running", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .await;
+    for gone in [&greedy, &elsewhere] {
+        assert!(cluster.node.sandboxes(Some(&uid(gone))).await.is_empty());
+    }
 }

@@ -6,8 +6,8 @@
 //! [`probes`] and lifecycle hooks, the pod sources for static manifest directories and
 //! manifest URLs, the API-server source and reporter ([`apiserver`], default feature
 //! `apiserver`, over kube-rs) with the [`strategic_merge`] patches it sends, and the [`node`]
-//! agent (registration, node status, Lease), [`stats`] and node-pressure [`eviction`]
-//! ([`Kubelet::with_stats`]), and the kubelet's HTTPS API server
+//! agent (registration, node status, Lease), [`stats`], node-pressure [`eviction`]
+//! ([`Kubelet::with_stats`]) and pod [`admission`], and the kubelet's HTTPS API server
 //! (`server`, default feature `server`: TLS, authentication, authorization, `/pods`,
 //! `/containerLogs`...). Backends live in their own crates
 //! (`kubelet-cri`, `kubelet-cni`, `kubelet-csi`); the `testing` feature adds an in-memory
@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
 pub mod cgroups;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::{Pod, Taint};
 use tokio::time::Instant;
 
 use super::observe::{Observations, is_met, observe, value_text};
@@ -354,10 +354,15 @@ impl EvictionManager {
                 return Ok(());
             }
             let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref());
+            let memory_pressure_taint = Taint {
+                key: MEMORY_PRESSURE_TAINT.to_string(),
+                effect: "NoSchedule".to_string(),
+                ..Taint::default()
+            };
             if tolerations
                 .into_iter()
                 .flatten()
-                .any(|t| tolerates(t, MEMORY_PRESSURE_TAINT, "NoSchedule"))
+                .any(|t| crate::admission::tolerates(t, &memory_pressure_taint))
             {
                 return Ok(());
             }
@@ -366,22 +371,5 @@ impl EvictionManager {
             reason: REASON.to_string(),
             message: format!("The node had condition: [{}]. ", conditions.join(" ")),
         })
-    }
-}
-
-/// The reference's `Toleration.ToleratesTaint` for a taint without a value.
-fn tolerates(t: &Toleration, key: &str, effect: &str) -> bool {
-    let t_effect = t.effect.as_deref().unwrap_or("");
-    if !t_effect.is_empty() && t_effect != effect {
-        return false;
-    }
-    let t_key = t.key.as_deref().unwrap_or("");
-    if !t_key.is_empty() && t_key != key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => t.value.as_deref().unwrap_or("").is_empty(),
-        "Exists" => true,
-        _ => false,
     }
 }

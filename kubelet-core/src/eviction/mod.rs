@@ -30,6 +30,7 @@ pub use manager::{
     EvictionConfig, EvictionManager, NodeReclaim, PodEviction, Reclaim, Rejection, Synchronized,
 };
 pub use observe::{format_binary_si, format_decimal_si};
+pub(crate) use rank::{containers_request, is_critical};
 pub use threshold::{
     EvictionSettings, ThresholdError, default_eviction_hard, parse_flag_map, parse_thresholds,
 };
@@ -164,6 +165,18 @@ pub enum ThresholdValue {
     Quantity(Quantity),
     /// A share of the capacity, `0.0..=1.0`, with the reference's `float32` precision.
     Percentage(f64),
+}
+
+impl ThresholdValue {
+    /// What the value comes to on a resource of `capacity` (bytes, inodes, PIDs): a quantity
+    /// rounded up to whole units, a percentage as the reference computes it. The node's
+    /// allocatable holds back the hard `memory.available` and `nodefs.available` amounts.
+    pub fn amount(&self, capacity: i64) -> i64 {
+        match self {
+            Self::Quantity(q) => crate::quantity::parse_units(q).unwrap_or(0),
+            Self::Percentage(p) => observe::percentage_of(*p, capacity),
+        }
+    }
 }
 
 /// An eviction threshold.

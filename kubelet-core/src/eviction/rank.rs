@@ -54,7 +54,7 @@ fn container_request<'a>(c: &'a Container, resource: &str) -> Option<&'a Quantit
 /// The reference's `PodRequests` for one resource, without the overhead: the containers and
 /// sidecars summed, each other init container together with the sidecars started before it,
 /// the larger of the two; a pod-level request, where the pod sets one, instead.
-fn containers_request(spec: &PodSpec, resource: &str) -> i128 {
+pub(crate) fn containers_request(spec: &PodSpec, resource: &str) -> i128 {
     let pod_level = spec
         .resources
         .as_ref()

@@ -1290,3 +1290,26 @@ fn admission_under_disk_pressure() {
         rejected("The node had condition: [MemoryPressure DiskPressure]. ")
     );
 }
+
+#[test]
+fn threshold_amounts_as_allocatable_holds_them_back() {
+    let thresholds = parse_thresholds(&EvictionSettings {
+        hard: [("memory.available", "100Mi"), ("nodefs.available", "10%")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..EvictionSettings::default()
+    })
+    .unwrap();
+    let amount = |signal: Signal, capacity: i64| {
+        thresholds
+            .iter()
+            .find(|t| t.signal == signal)
+            .unwrap()
+            .value
+            .amount(capacity)
+    };
+    assert_eq!(amount(Signal::MemoryAvailable, 1 << 40), 104_857_600);
+    // float32 0.1 is a hair above 0.1, as in the reference.
+    assert_eq!(amount(Signal::NodeFsAvailable, 1_000_000_000), 100_000_001);
+}

@@ -51,142 +51,6 @@ pub enum NodeConfigError {
     },
 }
 
-/// A signal the eviction manager watches, as named in `evictionHard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EvictionSignal {
-    /// `memory.available`: reserved from allocatable memory.
-    MemoryAvailable,
-    /// `nodefs.available`: reserved from allocatable ephemeral storage.
-    NodeFsAvailable,
-    /// `nodefs.inodesFree`.
-    NodeFsInodesFree,
-    /// `imagefs.available`.
-    ImageFsAvailable,
-    /// `imagefs.inodesFree`.
-    ImageFsInodesFree,
-    /// `pid.available`.
-    PidAvailable,
-}
-
-impl EvictionSignal {
-    /// The signal's name in `evictionHard`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MemoryAvailable => "memory.available",
-            Self::NodeFsAvailable => "nodefs.available",
-            Self::NodeFsInodesFree => "nodefs.inodesFree",
-            Self::ImageFsAvailable => "imagefs.available",
-            Self::ImageFsInodesFree => "imagefs.inodesFree",
-            Self::PidAvailable => "pid.available",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        [
-            Self::MemoryAvailable,
-            Self::NodeFsAvailable,
-            Self::NodeFsInodesFree,
-            Self::ImageFsAvailable,
-            Self::ImageFsInodesFree,
-            Self::PidAvailable,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
-}
-
-/// The value of a threshold: an absolute quantity or a share of capacity.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ThresholdValue {
-    /// Absolute, in the signal's unit (bytes, inodes, PIDs).
-    Quantity(i64),
-    /// A share of capacity, `0.1` for `10%` (single precision, as the reference keeps it).
-    Percentage(f32),
-}
-
-/// One hard eviction threshold, e.g. `memory.available<100Mi`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EvictionThreshold {
-    /// The signal.
-    pub signal: EvictionSignal,
-    /// Below this value the signal is crossed.
-    pub value: ThresholdValue,
-}
-
-impl EvictionThreshold {
-    /// Parse one `evictionHard` entry: the signal name and its value (`100Mi`, `10%`).
-    pub fn parse(signal: &str, value: &str) -> Result<Self, NodeConfigError> {
-        let field = format!("evictionHard[{signal}]");
-        let invalid = |message: String| NodeConfigError::Invalid {
-            field: field.clone(),
-            message,
-        };
-        let signal = EvictionSignal::parse(signal)
-            .ok_or_else(|| invalid("unknown eviction signal".to_string()))?;
-        let value = match value.strip_suffix('%') {
-            Some(p) => {
-                let percent: f32 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid(format!("invalid percentage {value:?}")))?;
-                if !(0.0..=100.0).contains(&percent) {
-                    return Err(invalid(format!("percentage {value:?} out of 0-100%")));
-                }
-                ThresholdValue::Percentage(percent / 100.0)
-            }
-            None => {
-                let v =
-                    crate::quantity::parse_units(&Quantity(value.to_string())).map_err(invalid)?;
-                if v < 0 {
-                    return Err(invalid(format!("negative quantity {value:?}")));
-                }
-                ThresholdValue::Quantity(v)
-            }
-        };
-        Ok(Self { signal, value })
-    }
-
-    /// Parse an `evictionHard` map (signal name to value).
-    pub fn parse_map<'a>(
-        map: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Vec<Self>, NodeConfigError> {
-        map.into_iter().map(|(k, v)| Self::parse(k, v)).collect()
-    }
-
-    /// The reference's Linux default: `memory.available<100Mi`, `nodefs.available<10%`,
-    /// `nodefs.inodesFree<5%`, `imagefs.available<15%`.
-    pub fn defaults() -> Vec<Self> {
-        vec![
-            Self {
-                signal: EvictionSignal::MemoryAvailable,
-                value: ThresholdValue::Quantity(100 * 1024 * 1024),
-            },
-            Self {
-                signal: EvictionSignal::NodeFsAvailable,
-                value: ThresholdValue::Percentage(0.1),
-            },
-            Self {
-                signal: EvictionSignal::NodeFsInodesFree,
-                value: ThresholdValue::Percentage(0.05),
-            },
-            Self {
-                signal: EvictionSignal::ImageFsAvailable,
-                value: ThresholdValue::Percentage(0.15),
-            },
-        ]
-    }
-
-    /// The amount this threshold stands for on a resource of the given capacity.
-    pub fn amount(&self, capacity: i64) -> i64 {
-        match self.value {
-            ThresholdValue::Quantity(v) => v,
-            // As the reference: the float32 share widened to float64, truncated.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-            ThresholdValue::Percentage(p) => (capacity as f64 * f64::from(p)) as i64,
-        }
-    }
-}
-
 /// Everything the node agent needs besides the machine's facts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -223,7 +87,7 @@ pub struct NodeConfig {
     pub kube_reserved: BTreeMap<String, Quantity>,
     /// `evictionHard`; `memory.available` and `nodefs.available` are held back from
     /// allocatable.
-    pub eviction_hard: Vec<EvictionThreshold>,
+    pub eviction_hard: Vec<crate::eviction::Threshold>,
 }
 
 impl NodeConfig {
@@ -245,7 +109,7 @@ impl NodeConfig {
             kubelet_version: crate::kubelet_version(),
             system_reserved: BTreeMap::new(),
             kube_reserved: BTreeMap::new(),
-            eviction_hard: EvictionThreshold::defaults(),
+            eviction_hard: crate::eviction::EvictionConfig::default().thresholds,
         }
     }
 
@@ -339,29 +203,6 @@ mod tests {
         assert_eq!(labels[LABEL_ARCH_BETA], "amd64");
         assert_eq!(labels["role"], "edge");
         assert_eq!(labels.len(), 6);
-    }
-
-    #[test]
-    fn eviction_thresholds_parse_quantities_and_percentages() {
-        let t = EvictionThreshold::parse("memory.available", "100Mi").unwrap();
-        assert_eq!(t.value, ThresholdValue::Quantity(104_857_600));
-        assert_eq!(t.amount(1 << 40), 104_857_600);
-        let t = EvictionThreshold::parse("nodefs.available", "10%").unwrap();
-        assert_eq!(t.signal, EvictionSignal::NodeFsAvailable);
-        // float32 0.1 is a hair above 0.1, as in the reference.
-        assert_eq!(t.amount(1_000_000_000), 100_000_001);
-        for (signal, value) in [
-            ("memory.free", "1Gi"),
-            ("memory.available", "x"),
-            ("nodefs.available", "120%"),
-            ("memory.available", "-1"),
-        ] {
-            let err = EvictionThreshold::parse(signal, value).unwrap_err();
-            assert!(
-                err.to_string().contains(&format!("evictionHard[{signal}]")),
-                "{err}"
-            );
-        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use agent::{
     REGISTRATION_INITIAL_BACKOFF, REGISTRATION_MAX_BACKOFF,
 };
 pub use conditions::NodePressure;
-pub use config::{EvictionSignal, EvictionThreshold, NodeConfig, NodeConfigError, ThresholdValue};
+pub use config::{NodeConfig, NodeConfigError};
 pub use machine::{HugePages, MachineInfo, MachineReader};
 pub use resources::NodeResources;
 pub use volumes_in_use::VolumesInUse;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::config::{EvictionSignal, NodeConfig, NodeConfigError, reserved_amount};
+use super::config::{NodeConfig, NodeConfigError, reserved_amount};
 use super::machine::MachineInfo;
+use crate::eviction::Signal;
 
 /// `cpu`.
 pub const RESOURCE_CPU: &str = "cpu";
@@ -96,13 +97,15 @@ impl NodeResources {
                 *entry = entry.saturating_add(amount);
             }
         }
-        for threshold in &config.eviction_hard {
+        for threshold in config.eviction_hard.iter().filter(|t| t.is_hard()) {
             let resource = match threshold.signal {
-                EvictionSignal::MemoryAvailable => RESOURCE_MEMORY,
-                EvictionSignal::NodeFsAvailable => RESOURCE_EPHEMERAL_STORAGE,
+                Signal::MemoryAvailable => RESOURCE_MEMORY,
+                Signal::NodeFsAvailable => RESOURCE_EPHEMERAL_STORAGE,
                 _ => continue,
             };
-            let amount = threshold.amount(capacity.get(resource).copied().unwrap_or(0));
+            let amount = threshold
+                .value
+                .amount(capacity.get(resource).copied().unwrap_or(0));
             let entry = reserved.entry(resource.to_string()).or_default();
             *entry = entry.saturating_add(amount);
         }
@@ -136,7 +139,6 @@ impl NodeResources {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::config::EvictionThreshold;
     use crate::node::machine::HugePages;
 
     fn machine() -> MachineInfo {
@@ -195,7 +197,11 @@ mod tests {
             ("ephemeral-storage".into(), q("1Ti")),
         ]);
         config.eviction_hard =
-            EvictionThreshold::parse_map([("memory.available", "500Mi")]).unwrap();
+            crate::eviction::parse_thresholds(&crate::eviction::EvictionSettings {
+                hard: BTreeMap::from([("memory.available".into(), "500Mi".into())]),
+                ..Default::default()
+            })
+            .unwrap();
         let mut m = machine();
         m.hugepages = vec![HugePages {
             page_size: 2 << 20,

@@ -40,6 +40,9 @@ pub(super) struct WorkerContext {
     pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
     /// The node-pressure eviction manager, whose admit handler a new pod goes through.
     pub node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
+    /// The node a new pod must fit (resources, affinity, ports, taints); none without
+    /// node status settings.
+    pub node_info: Option<crate::admission::NodeInfo>,
     pub shared: Arc<Shared>,
     events: mpsc::Sender<KubeletEvent>,
     statuses: mpsc::UnboundedSender<PodReport>,
@@ -54,6 +57,8 @@ pub(super) struct ObjectSources {
     pub pod_cgroups: Option<Arc<crate::cgroups::PodCgroups>>,
     /// The node-pressure eviction manager (likewise).
     pub node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
+    /// The node pods are admitted to (likewise).
+    pub node_info: Option<crate::admission::NodeInfo>,
 }
 
 impl WorkerContext {
@@ -75,6 +80,7 @@ impl WorkerContext {
             mounter,
             pod_cgroups,
             node_eviction,
+            node_info,
         } = objects;
         let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (statuses, status_rx) = mpsc::unbounded_channel();
@@ -93,6 +99,7 @@ impl WorkerContext {
             mounter,
             pod_cgroups,
             node_eviction,
+            node_info,
             shared,
             events,
             statuses,

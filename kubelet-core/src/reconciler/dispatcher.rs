@@ -38,6 +38,7 @@ pub(super) async fn run(
         stats,
         node_eviction,
         node_status,
+        node_info,
         image_gc,
         ..
     } = kubelet;
@@ -86,6 +87,7 @@ pub(super) async fn run(
             mounter,
             pod_cgroups,
             node_eviction,
+            node_info,
         },
         reporter,
         shared.clone(),

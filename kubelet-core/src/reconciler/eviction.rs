@@ -121,19 +121,33 @@ pub(super) fn has_size_limits(mounted: &BTreeMap<String, MountedVolume>) -> bool
 
 impl PodWorker {
     /// The admit handlers' verdict on a pod that just came (the reference's
-    /// `canAdmitPod`): a refused pod never runs. A pod the runtime already runs (a restarted
-    /// kubelet) or that already finished was admitted before.
+    /// `canAdmitPod`): the eviction manager's, then the node's resources, affinity, ports and
+    /// taints ([`crate::admission`]); a refused pod never runs. A pod the runtime already runs
+    /// (a restarted kubelet) was admitted before: it only counts as admitted. A finished pod
+    /// does not count.
     pub(super) fn admit(&mut self, pod: &Pod, observed: &PodRuntimeState) {
         let finished = matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        if finished || !observed.sandboxes.is_empty() || !observed.containers.is_empty() {
+        if finished {
             return;
         }
-        if let Some(eviction) = &self.ctx.node_eviction
-            && let Err(rejection) = eviction.admit(pod)
-        {
+        let running = !observed.sandboxes.is_empty() || !observed.containers.is_empty();
+        let ctx = &self.ctx;
+        let verdict = ctx.shared.admit(pod, |others| {
+            if running {
+                return Ok(());
+            }
+            if let Some(eviction) = &ctx.node_eviction {
+                eviction.admit(pod)?;
+            }
+            match &ctx.node_info {
+                Some(node) => crate::admission::admit(pod, others, node),
+                None => Ok(()),
+            }
+        });
+        if let Err(rejection) = verdict {
             self.evicted = Some(Eviction::rejected(&rejection));
         }
     }

@@ -107,6 +107,8 @@ pub struct Kubelet {
     pub(super) eviction: crate::eviction::EvictionConfig,
     /// The node-pressure eviction manager, once a stats provider is given.
     pub(super) node_eviction: Option<Arc<super::node_eviction::NodeEviction>>,
+    /// The node new pods must fit (from the node status settings).
+    pub(super) node_info: Option<crate::admission::NodeInfo>,
     /// The node agent's handle: the eviction manager sets the pressure conditions.
     pub(super) node_status: Option<NodeStatusHandle>,
 }
@@ -326,6 +328,10 @@ impl KubeletBuilder {
             runtime,
             metrics.clone(),
         ));
+        let node_info = match &self.node {
+            Some((config, machine)) => Some(crate::admission::NodeInfo::new(config, machine)?),
+            None => None,
+        };
         let node_agent = match self.node {
             Some((config, machine)) => {
                 let agent = NodeAgent::new(config, machine, runtime.clone(), reporter.clone())?;
@@ -395,6 +401,7 @@ impl KubeletBuilder {
             eviction: self.eviction.unwrap_or_default(),
             node_eviction: None,
             node_status,
+            node_info,
         })
     }
 }

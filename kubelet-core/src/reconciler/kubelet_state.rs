@@ -1,5 +1,6 @@
-//! State the reconciler shares with its handles: the pods with their computed status, and
-//! the health of the relist loop.
+//! State the reconciler shares with its handles: the pods with their computed status, the
+//! pods admitted and not finished (what admission weighs a new pod against), and the health
+//! of the relist loop.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
@@ -13,6 +14,10 @@ pub(super) const RELIST_THRESHOLD: Duration = Duration::from_secs(180);
 
 pub struct Shared {
     pods: RwLock<BTreeMap<String, Pod>>,
+    /// Pods admitted and not finished, by UID. Its lock makes admission one pod at a time,
+    /// as the reference's, so that two pods that each fit but not together are never both
+    /// admitted.
+    admitted: Mutex<BTreeMap<String, Pod>>,
     last_relist: Mutex<Instant>,
     /// Probe run counts (`prober_probe_total`), written by the probe workers.
     pub(crate) probe_metrics: std::sync::Arc<crate::probes::ProbeMetrics>,
@@ -24,6 +29,7 @@ impl Shared {
     pub(super) fn new(metrics: crate::metrics::KubeletMetrics) -> Self {
         Self {
             pods: RwLock::new(BTreeMap::new()),
+            admitted: Mutex::new(BTreeMap::new()),
             last_relist: Mutex::new(Instant::now()),
             probe_metrics: metrics.probes().clone(),
             metrics,
@@ -34,6 +40,13 @@ impl Shared {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
+        let finished = status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if finished {
+            self.admitted().remove(&uid);
+        }
         let mut pod = pod.clone();
         if let Some(status) = status {
             pod.status = Some(status);
@@ -45,7 +58,33 @@ impl Shared {
         }
     }
 
+    fn admitted(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pod>> {
+        self.admitted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admit `pod` if `check`, given the other admitted pods, says so; it then counts as
+    /// admitted until it finishes or goes.
+    pub(super) fn admit<E>(
+        &self,
+        pod: &Pod,
+        check: impl FnOnce(&[Pod]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut admitted = self.admitted();
+        let others: Vec<Pod> = admitted
+            .iter()
+            .filter(|(other, _)| **other != uid)
+            .map(|(_, p)| p.clone())
+            .collect();
+        check(&others)?;
+        admitted.insert(uid, pod.clone());
+        Ok(())
+    }
+
     pub(super) fn remove_pod(&self, uid: &str) {
+        self.admitted().remove(uid);
         if let Ok(mut pods) = self.pods.write() {
             pods.remove(uid);
         }
